@@ -1,0 +1,603 @@
+//! The request a Logic App (or an operator) sends to the gateway, validated into a
+//! [`ResumeRequest`]. Every refusal names the field and says how to fix it.
+//!
+//! The Lifecycle Workflows callout carries the subject's personal data; only the ids and
+//! `callbackUriPath` are read from it, and nothing of it is logged or kept.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::ids::Guid;
+use crate::resume_path::ResumeTarget;
+
+/// The largest request body the gateway reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_REASONS: usize = 16;
+const MAX_REASON_CHARS: usize = 1024;
+const MAX_SOURCE_CHARS: usize = 256;
+const FIELDS: &[&str] = &[
+    "operationStatus",
+    "statusReasons",
+    "source",
+    "type",
+    "callout",
+    "callbackUriPath",
+    "workflowId",
+    "taskId",
+    "taskProcessingResultId",
+];
+const TARGETS: &str =
+    "`callout`, `callbackUriPath`, or `workflowId` + `taskId` + `taskProcessingResultId`";
+
+/// The outcome of the custom task extension, as Lifecycle Workflows records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationStatus {
+    Completed,
+    Failed,
+}
+
+impl OperationStatus {
+    fn parse(value: &str) -> Option<Self> {
+        if value.eq_ignore_ascii_case("completed") {
+            Some(Self::Completed)
+        } else if value.eq_ignore_ascii_case("failed") {
+            Some(Self::Failed)
+        } else {
+            None
+        }
+    }
+
+    /// The lower-case name used in the gateway's own answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The form the Logic App template and the API reference send to Graph.
+    pub fn graph_value(self) -> &'static str {
+        match self {
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
+/// A validated request to resume one task processing result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeRequest {
+    pub target: ResumeTarget,
+    pub status: OperationStatus,
+    pub status_reasons: Vec<String>,
+    /// The caller's `source`, if it gave one; the configured default applies otherwise.
+    pub source: Option<String>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the body is not a JSON object: {0}")]
+    Malformed(String),
+    #[error("`{field}` {detail}")]
+    InvalidField { field: String, detail: String },
+    #[error("`{field}` {detail}")]
+    CallbackPathRefused { field: String, detail: String },
+}
+
+impl RequestError {
+    fn field(field: &str, detail: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.to_owned(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The field at fault, when there is one.
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            Self::Malformed(_) => None,
+            Self::InvalidField { field, .. } | Self::CallbackPathRefused { field, .. } => {
+                Some(field)
+            }
+        }
+    }
+}
+
+impl ResumeRequest {
+    /// Parses and validates a request body.
+    pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
+        let object: Map<String, Value> = serde_json::from_slice(body)
+            .map_err(|e| RequestError::Malformed(without_position(&e)))?;
+        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(RequestError::field(
+                unknown,
+                format!(
+                    "is not a field of a resume request; the fields are {}",
+                    FIELDS.join(", ")
+                ),
+            ));
+        }
+        let get = |name: &str| object.get(name).filter(|v| !v.is_null());
+
+        let status = match get("operationStatus") {
+            None => {
+                return Err(RequestError::field(
+                    "operationStatus",
+                    "is required: \"completed\" or \"failed\"",
+                ));
+            }
+            Some(Value::String(s)) => OperationStatus::parse(s).ok_or_else(|| {
+                RequestError::field(
+                    "operationStatus",
+                    format!("must be \"completed\" or \"failed\" (any case), not {s:?}"),
+                )
+            })?,
+            Some(other) => {
+                return Err(RequestError::field(
+                    "operationStatus",
+                    format!(
+                        "must be the string \"completed\" or \"failed\", not {}",
+                        kind(other)
+                    ),
+                ));
+            }
+        };
+
+        let status_reasons = match get("statusReasons") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => reasons(items)?,
+            Some(other) => {
+                return Err(RequestError::field(
+                    "statusReasons",
+                    format!("must be an array of strings, not {}", kind(other)),
+                ));
+            }
+        };
+
+        let source = get("source")
+            .map(|v| match v {
+                Value::String(s)
+                    if !s.trim().is_empty()
+                        && s.chars().count() <= MAX_SOURCE_CHARS
+                        && !s.chars().any(char::is_control) =>
+                {
+                    Ok(s.clone())
+                }
+                _ => Err(RequestError::field(
+                    "source",
+                    format!(
+                        "must be a non-empty string of at most {MAX_SOURCE_CHARS} printable characters"
+                    ),
+                )),
+            })
+            .transpose()?;
+
+        match get("type") {
+            None => {}
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("lifecycleEvent") => {}
+            Some(_) => {
+                return Err(RequestError::field(
+                    "type",
+                    "must be \"lifecycleEvent\" (or left out)",
+                ));
+            }
+        }
+
+        let target = target(&get)?;
+        Ok(Self {
+            target,
+            status,
+            status_reasons,
+            source,
+        })
+    }
+}
+
+fn target<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<ResumeTarget, RequestError> {
+    let callout = get("callout");
+    let path = get("callbackUriPath");
+    let ids = ["workflowId", "taskId", "taskProcessingResultId"].map(get);
+    let given: Vec<&str> = [
+        callout.map(|_| "callout"),
+        path.map(|_| "callbackUriPath"),
+        ids.iter().any(Option::is_some).then_some("explicit ids"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.as_slice() {
+        [] => Err(RequestError::field(
+            "callout",
+            format!("is missing: give exactly one target: {TARGETS}"),
+        )),
+        [_] => {
+            if let Some(callout) = callout {
+                from_callout(callout)
+            } else if let Some(path) = path {
+                from_path("callbackUriPath", path)
+            } else {
+                let [w, t, r] = ids;
+                Ok(ResumeTarget::from_ids(
+                    guid("workflowId", w)?,
+                    guid("taskId", t)?,
+                    guid("taskProcessingResultId", r)?,
+                ))
+            }
+        }
+        _ => Err(RequestError::field(
+            given[1],
+            format!(
+                "cannot be combined with {}: give exactly one target: {TARGETS}",
+                given[0]
+            ),
+        )),
+    }
+}
+
+fn from_callout(value: &Value) -> Result<ResumeTarget, RequestError> {
+    // Logic Apps' `@{triggerBody()}` interpolation hands over the callout as a JSON string.
+    let parsed;
+    let callout = match value {
+        Value::Object(_) => value,
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text).map_err(|e| {
+                RequestError::field(
+                    "callout",
+                    format!(
+                        "is a string that is not JSON ({}); pass the callout object, e.g. @triggerBody()",
+                        without_position(&e)
+                    ),
+                )
+            })?;
+            &parsed
+        }
+        other => {
+            return Err(RequestError::field(
+                "callout",
+                format!(
+                    "must be the Lifecycle Workflows callout object, not {}",
+                    kind(other)
+                ),
+            ));
+        }
+    };
+    let Some(data) = callout.get("data").and_then(Value::as_object) else {
+        return Err(RequestError::field(
+            "callout.data",
+            "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
+        ));
+    };
+    let id_of = |name: &str| {
+        data.get(name)
+            .and_then(|o| o.get("id"))
+            .filter(|v| !v.is_null())
+    };
+    let workflow = id_of("workflow");
+    let task = id_of("task");
+    let result = id_of("taskProcessingResult");
+
+    match data.get("callbackUriPath").filter(|v| !v.is_null()) {
+        Some(path) => {
+            let target = from_path("callout.data.callbackUriPath", path)?;
+            // The ids travel twice in a callout; disagreement means a mangled or forged callout.
+            for (field, given, expected) in [
+                (
+                    "callout.data.workflow.id",
+                    workflow,
+                    Some(&target.workflow_id),
+                ),
+                ("callout.data.task.id", task, target.task_id.as_ref()),
+                (
+                    "callout.data.taskProcessingResult.id",
+                    result,
+                    Some(&target.result_id),
+                ),
+            ] {
+                let given = given.and_then(Value::as_str).and_then(Guid::parse);
+                if let (Some(given), Some(expected)) = (given, expected)
+                    && &given != expected
+                {
+                    return Err(RequestError::field(
+                        field,
+                        format!(
+                            "is {given} but callbackUriPath names {expected}; the callout is inconsistent, pass it unchanged"
+                        ),
+                    ));
+                }
+            }
+            Ok(target)
+        }
+        None => Ok(ResumeTarget::from_ids(
+            guid("callout.data.workflow.id", workflow)?,
+            guid("callout.data.task.id", task)?,
+            guid("callout.data.taskProcessingResult.id", result)?,
+        )),
+    }
+}
+
+fn from_path(field: &str, value: &Value) -> Result<ResumeTarget, RequestError> {
+    let Value::String(path) = value else {
+        return Err(RequestError::field(
+            field,
+            format!("must be a string, not {}", kind(value)),
+        ));
+    };
+    ResumeTarget::parse(path).map_err(|e| RequestError::CallbackPathRefused {
+        field: field.to_owned(),
+        detail: e.0,
+    })
+}
+
+fn guid(field: &str, value: Option<&Value>) -> Result<Guid, RequestError> {
+    match value {
+        None => Err(RequestError::field(field, "is required (a GUID)")),
+        Some(Value::String(s)) => Guid::parse(s).ok_or_else(|| {
+            RequestError::field(
+                field,
+                format!("must be a GUID like 00000000-0000-0000-0000-000000000000, not {s:?}"),
+            )
+        }),
+        Some(other) => Err(RequestError::field(
+            field,
+            format!("must be a GUID string, not {}", kind(other)),
+        )),
+    }
+}
+
+fn reasons(items: &[Value]) -> Result<Vec<String>, RequestError> {
+    if items.len() > MAX_REASONS {
+        return Err(RequestError::field(
+            "statusReasons",
+            format!("has {} entries; at most {MAX_REASONS}", items.len()),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) if s.chars().count() <= MAX_REASON_CHARS => Ok(s.clone()),
+            Value::String(_) => Err(RequestError::field(
+                &format!("statusReasons[{i}]"),
+                format!("is longer than {MAX_REASON_CHARS} characters"),
+            )),
+            other => Err(RequestError::field(
+                &format!("statusReasons[{i}]"),
+                format!("must be a string, not {}", kind(other)),
+            )),
+        })
+        .collect()
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json's message without "at line 1 column 5", which means little to a Logic App author.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const W: &str = "156bd1a0-5d7c-4b38-a8c9-1d0f7c2a9e11";
+    const T: &str = "2a9e1156-bd1a-4d7c-8b38-a8c91d0f7c2a";
+    const R: &str = "7c2a9e11-56bd-41a0-9d7c-4b38a8c91d0f";
+
+    fn path() -> String {
+        format!(
+            "/identityGovernance/lifecycleWorkflows/workflows/{W}/tasks/{T}/taskProcessingResults/{R}/resume"
+        )
+    }
+
+    fn callout() -> Value {
+        json!({
+            "source": "sample", "type": "lifecycleEvent",
+            "data": {
+                "@odata.type": "microsoft.graph.identityGovernance.onboardingCalloutData",
+                "callbackUriPath": path(),
+                "subject": {"id": "e1f2", "displayName": "Ada", "userPrincipalName": "ada@contoso.com"},
+                "task": {"id": T, "displayName": "Provision"},
+                "taskProcessingResult": {"id": R, "createdDateTime": "2026-11-28T10:00:00Z"},
+                "workflow": {"id": W, "displayName": "Onboarding", "workflowVersion": 1}
+            }
+        })
+    }
+
+    fn parse(v: Value) -> Result<ResumeRequest, RequestError> {
+        ResumeRequest::parse(v.to_string().as_bytes())
+    }
+
+    fn field_of(v: Value) -> String {
+        parse(v).unwrap_err().field_name().unwrap().to_owned()
+    }
+
+    #[test]
+    fn three_target_forms_agree() {
+        let a = parse(json!({"operationStatus": "Completed", "callout": callout()})).unwrap();
+        let b = parse(json!({"operationStatus": "completed", "callbackUriPath": path()})).unwrap();
+        let c = parse(json!({"operationStatus": "COMPLETED", "workflowId": W, "taskId": T, "taskProcessingResultId": R})).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        assert_eq!(a.status, OperationStatus::Completed);
+        assert_eq!(a.target.path, path());
+    }
+
+    #[test]
+    fn callout_may_be_a_json_string_and_ids_any_case() {
+        let text = callout()
+            .to_string()
+            .replace(R, &R.to_uppercase())
+            .replace(W, &W.to_uppercase());
+        let r = parse(json!({"operationStatus": "failed", "callout": text})).unwrap();
+        assert_eq!(r.status, OperationStatus::Failed);
+        assert_eq!(r.target.result_id.as_str(), R);
+        assert_eq!(r.target.path, path());
+    }
+
+    #[test]
+    fn callout_without_path_uses_its_ids() {
+        let mut c = callout();
+        c["data"].as_object_mut().unwrap().remove("callbackUriPath");
+        let r = parse(json!({"operationStatus": "completed", "callout": c})).unwrap();
+        assert_eq!(r.target.path, path());
+    }
+
+    #[test]
+    fn inconsistent_callout_is_refused() {
+        let mut c = callout();
+        c["data"]["taskProcessingResult"]["id"] = json!(W);
+        assert_eq!(
+            field_of(json!({"operationStatus": "completed", "callout": c})),
+            "callout.data.taskProcessingResult.id"
+        );
+    }
+
+    #[test]
+    fn optional_fields_pass_through() {
+        let r = parse(
+            json!({"operationStatus": "failed", "callbackUriPath": path(),
+            "statusReasons": ["HR system down"], "source": "contoso-hr", "type": "lifecycleEvent"}),
+        )
+        .unwrap();
+        assert_eq!(r.status_reasons, vec!["HR system down"]);
+        assert_eq!(r.source.as_deref(), Some("contoso-hr"));
+        let r = parse(
+            json!({"operationStatus": "failed", "callbackUriPath": path(),
+            "statusReasons": null, "source": null}),
+        )
+        .unwrap();
+        assert!(r.status_reasons.is_empty());
+        assert!(r.source.is_none());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let p = path();
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"callbackUriPath": p}), "operationStatus"),
+            (
+                json!({"operationStatus": "done", "callbackUriPath": p}),
+                "operationStatus",
+            ),
+            (
+                json!({"operationStatus": "unknownFutureValue", "callbackUriPath": p}),
+                "operationStatus",
+            ),
+            (
+                json!({"operationStatus": 1, "callbackUriPath": p}),
+                "operationStatus",
+            ),
+            (json!({"operationStatus": "completed"}), "callout"),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "callout": callout()}),
+                "callbackUriPath",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "taskId": T}),
+                "explicit ids",
+            ),
+            (
+                json!({"operationStatus": "completed", "workflowId": W, "taskId": T}),
+                "taskProcessingResultId",
+            ),
+            (
+                json!({"operationStatus": "completed", "workflowId": W, "taskId": "x", "taskProcessingResultId": R}),
+                "taskId",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": 5}),
+                "callbackUriPath",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": "/users"}),
+                "callbackUriPath",
+            ),
+            (
+                json!({"operationStatus": "completed", "callout": {"source": "x"}}),
+                "callout.data",
+            ),
+            (
+                json!({"operationStatus": "completed", "callout": "{not json"}),
+                "callout",
+            ),
+            (
+                json!({"operationStatus": "completed", "callout": 3}),
+                "callout",
+            ),
+            (
+                json!({"operationStatus": "completed", "callout": {"data": {"task": {"id": T}}}}),
+                "callout.data.workflow.id",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "statusReasons": "x"}),
+                "statusReasons",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "statusReasons": [1]}),
+                "statusReasons[0]",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "statusReasons": vec!["a"; 17]}),
+                "statusReasons",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "statusReasons": ["x".repeat(1025)]}),
+                "statusReasons[0]",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "source": ""}),
+                "source",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "source": "a\nb"}),
+                "source",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "type": "other"}),
+                "type",
+            ),
+            (
+                json!({"operationStatus": "completed", "callbackUriPath": p, "operationstatus": "x"}),
+                "operationstatus",
+            ),
+        ];
+        for (body, field) in cases {
+            assert_eq!(field_of(body.clone()), field, "{body}");
+        }
+    }
+
+    #[test]
+    fn path_refusals_are_their_own_kind() {
+        let e = parse(json!({"operationStatus": "completed", "callbackUriPath": "/users/x"}))
+            .unwrap_err();
+        assert!(matches!(e, RequestError::CallbackPathRefused { .. }));
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        for body in [&b"not json"[..], b"[]", b"\"x\"", b"", b"{\"a\":"] {
+            assert!(matches!(
+                ResumeRequest::parse(body),
+                Err(RequestError::Malformed(_))
+            ));
+        }
+        let deep = "[".repeat(10_000);
+        assert!(ResumeRequest::parse(format!("{{\"callout\":{deep}").as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,476 @@
+//! Settings: read from the environment (Function App settings in Azure) once at start and
+//! validated, so a bad value stops the process with one line naming it instead of failing
+//! the first resume.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::ids::Guid;
+
+/// The Functions host caps an HTTP trigger at 230 s, whatever `functionTimeout` says.
+pub const HTTP_TRIGGER_LIMIT_SECONDS: u64 = 230;
+const DEFAULT_PORT: u16 = 3000;
+const DEFAULT_DEADLINE_SECONDS: u64 = 60;
+/// What Graph sees as the `source` of a resume when the caller names none.
+pub const DEFAULT_SOURCE: &str = "resume-gateway";
+const MAX_SOURCE_LEN: usize = 256;
+
+/// The national cloud whose Graph the gateway calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphCloud {
+    Global,
+    UsGov,
+    UsGovDod,
+    China,
+}
+
+impl GraphCloud {
+    const ALLOWED: &'static str = "global, usgov, usgovdod, china";
+
+    fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "global" => Some(Self::Global),
+            "usgov" => Some(Self::UsGov),
+            "usgovdod" => Some(Self::UsGovDod),
+            "china" => Some(Self::China),
+            _ => None,
+        }
+    }
+
+    /// Graph's base URL in this cloud; the token audience is the same URL.
+    pub fn graph_base(self) -> &'static str {
+        match self {
+            Self::Global => "https://graph.microsoft.com",
+            Self::UsGov => "https://graph.microsoft.us",
+            Self::UsGovDod => "https://dod-graph.microsoft.us",
+            Self::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    /// The Entra ID sign-in host of this cloud.
+    pub fn authority(self) -> &'static str {
+        match self {
+            Self::Global => "https://login.microsoftonline.com",
+            Self::UsGov | Self::UsGovDod => "https://login.microsoftonline.us",
+            Self::China => "https://login.chinacloudapi.cn",
+        }
+    }
+}
+
+/// Graph API version used for the resume call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    V1,
+    Beta,
+}
+
+impl ApiVersion {
+    /// The path segment Graph expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1.0",
+            Self::Beta => "beta",
+        }
+    }
+}
+
+/// How the gateway gets its Graph token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// Managed identity when the platform offers one (`IDENTITY_ENDPOINT`), else developer tools.
+    Auto,
+    ManagedIdentity,
+    /// Azure CLI, then Azure Developer CLI: for operators on their own machine.
+    Developer,
+    ClientSecret {
+        tenant_id: String,
+        client_id: String,
+        secret: Secret,
+    },
+}
+
+impl CredentialKind {
+    /// The name users write in `RESUME_CREDENTIAL`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::ManagedIdentity => "managed-identity",
+            Self::Developer => "developer",
+            Self::ClientSecret { .. } => "client-secret",
+        }
+    }
+}
+
+/// A setting value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Every setting the gateway reads, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub cloud: GraphCloud,
+    /// Graph base URL without a trailing slash, e.g. `https://graph.microsoft.com`.
+    pub graph_base: String,
+    /// Token scope: always the cloud's Graph audience, even when `GRAPH_ENDPOINT` points at a proxy.
+    pub graph_scope: String,
+    pub api_version: ApiVersion,
+    pub credential: CredentialKind,
+    /// Client id of a user-assigned managed identity; `None` means system-assigned.
+    pub managed_identity_client_id: Option<String>,
+    pub dry_run: bool,
+    pub deadline: Duration,
+    pub default_source: String,
+}
+
+/// A setting that cannot be used, with what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}={value}: {allowed}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    /// The offending value, quoted, or a placeholder for secrets and missing values.
+    pub value: String,
+    pub allowed: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, value: &str, allowed: impl Into<String>) -> Self {
+        Self {
+            setting,
+            value: format!("{value:?}"),
+            allowed: allowed.into(),
+        }
+    }
+
+    fn missing(setting: &'static str, allowed: impl Into<String>) -> Self {
+        Self {
+            setting,
+            value: "(unset)".into(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`; empty values count as unset, as an empty app setting does.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            None => DEFAULT_PORT,
+            Some(v) => v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                ConfigError::new(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT",
+                    &v,
+                    "a TCP port from 1 to 65535",
+                )
+            })?,
+        };
+
+        let cloud = match get("GRAPH_CLOUD") {
+            None => GraphCloud::Global,
+            Some(v) => GraphCloud::parse(&v)
+                .ok_or_else(|| ConfigError::new("GRAPH_CLOUD", &v, GraphCloud::ALLOWED))?,
+        };
+
+        let graph_base = match get("GRAPH_ENDPOINT") {
+            None => cloud.graph_base().to_owned(),
+            Some(v) => parse_endpoint("GRAPH_ENDPOINT", &v)?,
+        };
+
+        let api_version = match get("GRAPH_API_VERSION").as_deref() {
+            None | Some("v1.0") => ApiVersion::V1,
+            Some("beta") => ApiVersion::Beta,
+            Some(v) => return Err(ConfigError::new("GRAPH_API_VERSION", v, "v1.0 or beta")),
+        };
+
+        let managed_identity_client_id = get("AZURE_CLIENT_ID")
+            .map(|v| {
+                Guid::parse(&v).map(String::from).ok_or_else(|| {
+                    ConfigError::new(
+                        "AZURE_CLIENT_ID",
+                        &v,
+                        "the client id (a GUID) of a user-assigned managed identity, or unset for the system-assigned one",
+                    )
+                })
+            })
+            .transpose()?;
+
+        let credential = match get("RESUME_CREDENTIAL")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("auto") => CredentialKind::Auto,
+            Some("managed-identity") => CredentialKind::ManagedIdentity,
+            Some("developer") => CredentialKind::Developer,
+            Some("client-secret") => {
+                let needed = "required when RESUME_CREDENTIAL=client-secret";
+                let tenant_id = get("AZURE_TENANT_ID")
+                    .ok_or_else(|| ConfigError::missing("AZURE_TENANT_ID", needed))?;
+                if Guid::parse(&tenant_id).is_none() {
+                    return Err(ConfigError::new(
+                        "AZURE_TENANT_ID",
+                        &tenant_id,
+                        "the directory (tenant) id, a GUID",
+                    ));
+                }
+                let client_id = managed_identity_client_id
+                    .clone()
+                    .ok_or_else(|| ConfigError::missing("AZURE_CLIENT_ID", needed))?;
+                let secret = get("AZURE_CLIENT_SECRET")
+                    .ok_or_else(|| ConfigError::missing("AZURE_CLIENT_SECRET", needed))?;
+                CredentialKind::ClientSecret {
+                    tenant_id: tenant_id.to_ascii_lowercase(),
+                    client_id,
+                    secret: Secret(secret),
+                }
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "RESUME_CREDENTIAL",
+                    v,
+                    "auto, managed-identity, developer or client-secret",
+                ));
+            }
+        };
+
+        let dry_run = match get("RESUME_DRY_RUN") {
+            None => false,
+            Some(v) => parse_bool(&v)
+                .ok_or_else(|| ConfigError::new("RESUME_DRY_RUN", &v, "true or false"))?,
+        };
+
+        let deadline = match get("RESUME_DEADLINE_SECONDS") {
+            None => DEFAULT_DEADLINE_SECONDS,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..HTTP_TRIGGER_LIMIT_SECONDS).contains(s))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "RESUME_DEADLINE_SECONDS",
+                        &v,
+                        format!(
+                            "whole seconds from 1 to {} (the Functions HTTP trigger limit is {HTTP_TRIGGER_LIMIT_SECONDS} s)",
+                            HTTP_TRIGGER_LIMIT_SECONDS - 1
+                        ),
+                    )
+                })?,
+        };
+
+        let default_source = match get("RESUME_SOURCE") {
+            None => DEFAULT_SOURCE.to_owned(),
+            Some(v) if v.chars().count() <= MAX_SOURCE_LEN && !v.chars().any(char::is_control) => v,
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "RESUME_SOURCE",
+                    &v,
+                    format!("printable text of at most {MAX_SOURCE_LEN} characters"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            port,
+            cloud,
+            graph_base,
+            graph_scope: format!("{}/.default", cloud.graph_base()),
+            api_version,
+            credential,
+            managed_identity_client_id,
+            dry_run,
+            deadline: Duration::from_secs(deadline),
+            default_source,
+        })
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// An endpoint override: https, or plain http only on loopback (a local mock or proxy).
+/// Returns it without a trailing slash.
+pub fn parse_endpoint(setting: &'static str, value: &str) -> Result<String, ConfigError> {
+    let allowed = "an absolute https URL without query or fragment (http only for a loopback host)";
+    let url = Url::parse(value).map_err(|_| ConfigError::new(setting, value, allowed))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok
+        || url.host().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(ConfigError::new(setting, value, allowed));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_settings() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.graph_base, "https://graph.microsoft.com");
+        assert_eq!(c.graph_scope, "https://graph.microsoft.com/.default");
+        assert_eq!(c.api_version, ApiVersion::V1);
+        assert_eq!(c.credential, CredentialKind::Auto);
+        assert_eq!(c.deadline, Duration::from_secs(60));
+        assert_eq!(c.default_source, "resume-gateway");
+        assert!(!c.dry_run);
+        assert!(c.managed_identity_client_id.is_none());
+    }
+
+    #[test]
+    fn clouds_pick_base_and_scope() {
+        for (name, base) in [
+            ("usgov", "https://graph.microsoft.us"),
+            ("USGOVDOD", "https://dod-graph.microsoft.us"),
+            ("china", "https://microsoftgraph.chinacloudapi.cn"),
+        ] {
+            let c = load(&[("GRAPH_CLOUD", name)]).unwrap();
+            assert_eq!(c.graph_base, base);
+            assert_eq!(c.graph_scope, format!("{base}/.default"));
+        }
+    }
+
+    #[test]
+    fn endpoint_override_keeps_the_cloud_scope() {
+        let c = load(&[("GRAPH_ENDPOINT", "http://127.0.0.1:8080/")]).unwrap();
+        assert_eq!(c.graph_base, "http://127.0.0.1:8080");
+        assert_eq!(c.graph_scope, "https://graph.microsoft.com/.default");
+        let c = load(&[("GRAPH_ENDPOINT", "https://proxy.example.com/graph")]).unwrap();
+        assert_eq!(c.graph_base, "https://proxy.example.com/graph");
+    }
+
+    #[test]
+    fn endpoint_rejects_plain_http_off_loopback_and_queries() {
+        for bad in [
+            "http://graph.example.com",
+            "ftp://127.0.0.1",
+            "https://x.example.com/?a=b",
+            "https://user:pw@x.example.com",
+            "graph.microsoft.com",
+        ] {
+            let e = load(&[("GRAPH_ENDPOINT", bad)]).unwrap_err();
+            assert_eq!(e.setting, "GRAPH_ENDPOINT", "{bad}");
+        }
+        assert!(load(&[("GRAPH_ENDPOINT", "http://localhost:1")]).is_ok());
+        assert!(load(&[("GRAPH_ENDPOINT", "http://[::1]:1")]).is_ok());
+    }
+
+    #[test]
+    fn errors_name_setting_value_and_what_is_allowed() {
+        let e = load(&[("GRAPH_CLOUD", "mars")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting GRAPH_CLOUD=\"mars\": global, usgov, usgovdod, china"
+        );
+        let cases = [
+            ("GRAPH_API_VERSION", "v2"),
+            ("RESUME_CREDENTIAL", "password"),
+            ("RESUME_DRY_RUN", "maybe"),
+            ("RESUME_DEADLINE_SECONDS", "230"),
+            ("RESUME_DEADLINE_SECONDS", "0"),
+            ("RESUME_DEADLINE_SECONDS", "ten"),
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "70000"),
+            ("AZURE_CLIENT_ID", "not-a-guid"),
+        ];
+        for (setting, value) in cases {
+            let e = load(&[(setting, value)]).unwrap_err();
+            assert_eq!(e.setting, setting);
+            assert!(e.to_string().contains(value), "{e}");
+        }
+    }
+
+    #[test]
+    fn deadline_accepts_up_to_229() {
+        let c = load(&[("RESUME_DEADLINE_SECONDS", "229")]).unwrap();
+        assert_eq!(c.deadline, Duration::from_secs(229));
+    }
+
+    #[test]
+    fn client_secret_needs_all_three_and_never_prints_the_secret() {
+        let e = load(&[("RESUME_CREDENTIAL", "client-secret")]).unwrap_err();
+        assert_eq!(e.setting, "AZURE_TENANT_ID");
+        let e = load(&[
+            ("RESUME_CREDENTIAL", "client-secret"),
+            ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.setting, "AZURE_CLIENT_SECRET");
+        let c = load(&[
+            ("RESUME_CREDENTIAL", "client-secret"),
+            ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let c = load(&[("GRAPH_CLOUD", ""), ("AZURE_CLIENT_ID", "  ")]).unwrap();
+        assert_eq!(c.cloud, GraphCloud::Global);
+        assert!(c.managed_identity_client_id.is_none());
+    }
+
+    #[test]
+    fn user_assigned_client_id_is_normalised() {
+        let c = load(&[("AZURE_CLIENT_ID", "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE")]).unwrap();
+        assert_eq!(
+            c.managed_identity_client_id.as_deref(),
+            Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+        );
+    }
+}

@@ -1,0 +1,538 @@
+//! The gateway's Graph token: one `azure_identity` credential chosen from the settings, behind
+//! a single-flight cache, so that a burst of requests on a cold cache makes one identity call
+//! and a failing identity endpoint is asked once per burst, not once per request.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use azure_core::cloud::CloudConfiguration;
+use azure_core::credentials::{AccessToken, Secret, TokenCredential};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_core::time::OffsetDateTime;
+use azure_identity::{
+    ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+};
+use base64::Engine;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::config::{Config, CredentialKind, GraphCloud};
+
+/// A token is renewed this long before it expires (the SDK's own managed-identity cache uses
+/// the same margin, so both agree on when a new token is needed).
+const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+/// One identity call may take this long; the request deadline bounds it further.
+const IDENTITY_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+const IDENTITY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which credential is actually in use, after `auto` is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    ManagedIdentity,
+    Developer,
+    ClientSecret,
+}
+
+impl CredentialSource {
+    /// Picks the credential for `kind`; `auto` means managed identity wherever the platform
+    /// says there is one (App Service and Functions set `IDENTITY_ENDPOINT`; a Function App
+    /// without an identity still sets `WEBSITE_INSTANCE_ID`, and a clear managed-identity error
+    /// beats "Azure CLI not found" there), developer tools elsewhere. IMDS is never probed.
+    pub fn resolve(kind: &CredentialKind, env: impl Fn(&str) -> Option<String>) -> Self {
+        match kind {
+            CredentialKind::ManagedIdentity => Self::ManagedIdentity,
+            CredentialKind::Developer => Self::Developer,
+            CredentialKind::ClientSecret { .. } => Self::ClientSecret,
+            CredentialKind::Auto => {
+                let set = |name| env(name).is_some_and(|v| !v.is_empty());
+                if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") || set("WEBSITE_INSTANCE_ID") {
+                    Self::ManagedIdentity
+                } else {
+                    Self::Developer
+                }
+            }
+        }
+    }
+
+    /// Name for logs and answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ManagedIdentity => "managed identity",
+            Self::Developer => "developer tools (Azure CLI, Azure Developer CLI)",
+            Self::ClientSecret => "client secret",
+        }
+    }
+}
+
+/// Who the gateway's token says it is, read from the token's own claims. Used to name the
+/// identity in remedies; never trusted for any decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct TokenIdentity {
+    /// `appid` (v1 tokens) or `azp` (v2): what `authorizedApps` must list.
+    #[serde(rename = "appId", alias = "appid", alias = "azp")]
+    pub app_id: Option<String>,
+    #[serde(rename = "objectId", alias = "oid")]
+    pub object_id: Option<String>,
+    #[serde(rename = "tenantId", alias = "tid")]
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl TokenIdentity {
+    /// Reads the claims of a JWT without verifying it (it came straight from the identity
+    /// endpoint); anything that is not a JWT gives an empty identity.
+    pub fn from_jwt(token: &str) -> Self {
+        let mut parts = token.split('.');
+        let (Some(_), Some(payload), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Self::default();
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether the token carries the application permission that allows any resume.
+    pub fn has_lifecycle_write(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case("LifecycleWorkflows.ReadWrite.All"))
+    }
+}
+
+/// A Graph access token with what it says about the identity.
+pub struct GraphToken {
+    secret: Secret,
+    expires_on: OffsetDateTime,
+    pub identity: TokenIdentity,
+}
+
+impl GraphToken {
+    fn new(token: AccessToken) -> Self {
+        let identity = TokenIdentity::from_jwt(token.token.secret());
+        Self {
+            secret: token.token,
+            expires_on: token.expires_on,
+            identity,
+        }
+    }
+
+    /// The bearer value, for the Authorization header only.
+    pub fn secret(&self) -> &str {
+        self.secret.secret()
+    }
+
+    fn fresh(&self) -> bool {
+        self.expires_on - REFRESH_AHEAD > OffsetDateTime::now_utc()
+    }
+}
+
+impl fmt::Debug for GraphToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphToken")
+            .field("expires_on", &self.expires_on)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The credential could not produce a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CredentialError {
+    /// What failed, in the SDK's words (never containing a token).
+    pub message: String,
+    /// What to check, for the credential in use.
+    pub remedy: String,
+    /// False when asking again cannot help (the identity is not assigned to this app).
+    pub retryable: bool,
+}
+
+/// The credential could not even be built (a malformed platform variable).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the {source_name} credential: {message}")]
+pub struct CredentialSetupError {
+    source_name: &'static str,
+    message: String,
+}
+
+/// Graph tokens for the gateway, cached and fetched single-flight.
+pub struct TokenSource {
+    credential: Arc<dyn TokenCredential>,
+    source: CredentialSource,
+    scope: String,
+    user_assigned: Option<String>,
+    cached: RwLock<Option<Arc<GraphToken>>>,
+    /// Held while fetching; remembers the last failure so that callers who queued behind a
+    /// failing fetch share its answer instead of each asking again.
+    fetching: tokio::sync::Mutex<Option<(Instant, CredentialError)>>,
+    fetches: AtomicU64,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("source", &self.source)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// Builds the credential the settings ask for.
+    pub fn from_config(config: &Config) -> Result<Self, CredentialSetupError> {
+        let source = CredentialSource::resolve(&config.credential, |k| std::env::var(k).ok());
+        let setup_error = |e: azure_core::Error| CredentialSetupError {
+            source_name: source.name(),
+            message: e.to_string(),
+        };
+        let credential: Arc<dyn TokenCredential> = match (&config.credential, source) {
+            (
+                CredentialKind::ClientSecret {
+                    tenant_id,
+                    client_id,
+                    secret,
+                },
+                _,
+            ) => ClientSecretCredential::new(
+                tenant_id,
+                client_id.clone(),
+                Secret::new(secret.expose().to_owned()),
+                Some(ClientSecretCredentialOptions {
+                    client_options: client_options(Some(config.cloud)),
+                }),
+            )
+            .map_err(setup_error)?,
+            (_, CredentialSource::ManagedIdentity) => {
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: config
+                        .managed_identity_client_id
+                        .clone()
+                        .map(UserAssignedId::ClientId),
+                    client_options: client_options(None),
+                }))
+                .map_err(setup_error)?
+            }
+            _ => DeveloperToolsCredential::new(None).map_err(setup_error)?,
+        };
+        Ok(Self::new(
+            credential,
+            source,
+            config.graph_scope.clone(),
+            config.managed_identity_client_id.clone(),
+        ))
+    }
+
+    /// Wraps any credential (tests use this with fakes).
+    pub fn new(
+        credential: Arc<dyn TokenCredential>,
+        source: CredentialSource,
+        scope: String,
+        user_assigned: Option<String>,
+    ) -> Self {
+        Self {
+            credential,
+            source,
+            scope,
+            user_assigned,
+            cached: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// Which credential is in use.
+    pub fn source(&self) -> CredentialSource {
+        self.source
+    }
+
+    /// How many times the credential was asked for a token since start.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// A token with more than [`REFRESH_AHEAD`] to live, from the cache or a single fetch.
+    pub async fn token(&self) -> Result<Arc<GraphToken>, CredentialError> {
+        if let Some(token) = self.cached_fresh() {
+            return Ok(token);
+        }
+        let asked = Instant::now();
+        let mut last_failure = self.fetching.lock().await;
+        if let Some(token) = self.cached_fresh() {
+            return Ok(token);
+        }
+        if let Some((at, error)) = last_failure.as_ref()
+            && *at >= asked
+        {
+            return Err(error.clone());
+        }
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let scopes = [self.scope.as_str()];
+        let result = tokio::time::timeout(
+            IDENTITY_CALL_TIMEOUT,
+            self.credential.get_token(&scopes, None),
+        )
+        .await;
+        match result {
+            Ok(Ok(access)) => {
+                let token = Arc::new(GraphToken::new(access));
+                *self.cached.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+                *last_failure = None;
+                Ok(token)
+            }
+            Ok(Err(e)) => {
+                let error = self.describe(&e);
+                *last_failure = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+            Err(_) => {
+                let error = CredentialError {
+                    message: format!(
+                        "the {} did not answer within {} s",
+                        self.source.name(),
+                        IDENTITY_CALL_TIMEOUT.as_secs()
+                    ),
+                    remedy: self.remedy(),
+                    retryable: true,
+                };
+                *last_failure = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    fn cached_fresh(&self) -> Option<Arc<GraphToken>> {
+        self.cached
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|t| t.fresh())
+            .cloned()
+    }
+
+    fn describe(&self, error: &azure_core::Error) -> CredentialError {
+        // The SDK wraps the endpoint's answer; a 400 from the managed identity endpoint means
+        // the identity is not assigned to this app, which no retry will change.
+        let status = http_status(error);
+        CredentialError {
+            message: format!(
+                "the {} could not get a token: {}",
+                self.source.name(),
+                error.to_string().trim()
+            ),
+            remedy: self.remedy(),
+            retryable: status != Some(400),
+        }
+    }
+
+    fn remedy(&self) -> String {
+        match self.source {
+            CredentialSource::ManagedIdentity => match &self.user_assigned {
+                None => "Check that the Function App has its system-assigned managed identity turned on (Identity blade, or `az functionapp identity assign`), or set AZURE_CLIENT_ID to the client id of a user-assigned identity attached to it.".into(),
+                Some(id) => format!(
+                    "Check that the user-assigned identity with client id {id} (AZURE_CLIENT_ID) is attached to the Function App, or clear AZURE_CLIENT_ID to use the system-assigned identity."
+                ),
+            },
+            CredentialSource::Developer => "Sign in with `az login` (or `azd auth login`) as an account allowed to resume Lifecycle Workflows tasks, or set RESUME_CREDENTIAL to match where the gateway runs.".into(),
+            CredentialSource::ClientSecret => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired).".into(),
+        }
+    }
+}
+
+/// The HTTP status anywhere in the SDK error's chain.
+fn http_status(error: &azure_core::Error) -> Option<u16> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(status) = e
+            .downcast_ref::<azure_core::Error>()
+            .and_then(azure_core::Error::http_status)
+        {
+            return Some(u16::from(status));
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// Client options for the identity pipeline: no SDK retries (the gateway's retry loop owns
+/// the deadline) and a transport with bounded connect and call times.
+fn client_options(cloud: Option<GraphCloud>) -> ClientOptions {
+    let http = reqwest::Client::builder()
+        .connect_timeout(IDENTITY_CONNECT_TIMEOUT)
+        .timeout(IDENTITY_CALL_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a reqwest client with timeouts always builds");
+    ClientOptions {
+        retry: RetryOptions::none(),
+        transport: Some(Transport::new(Arc::new(http))),
+        cloud: cloud.map(|c| {
+            Arc::new(match c {
+                GraphCloud::Global => CloudConfiguration::AzurePublic,
+                GraphCloud::UsGov | GraphCloud::UsGovDod => CloudConfiguration::AzureGovernment,
+                GraphCloud::China => CloudConfiguration::AzureChina,
+            })
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::credentials::TokenRequestOptions;
+    use std::sync::atomic::AtomicUsize;
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.sig",
+            e.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+            e.encode(claims.to_string())
+        )
+    }
+
+    #[test]
+    fn identity_from_v1_and_v2_claims() {
+        let v1 = TokenIdentity::from_jwt(&jwt(serde_json::json!({
+            "appid": "app-1", "oid": "obj-1", "tid": "ten-1",
+            "roles": ["LifecycleWorkflows.ReadWrite.All"]
+        })));
+        assert_eq!(v1.app_id.as_deref(), Some("app-1"));
+        assert_eq!(v1.object_id.as_deref(), Some("obj-1"));
+        assert_eq!(v1.tenant_id.as_deref(), Some("ten-1"));
+        assert!(v1.has_lifecycle_write());
+        let v2 = TokenIdentity::from_jwt(&jwt(serde_json::json!({"azp": "app-2"})));
+        assert_eq!(v2.app_id.as_deref(), Some("app-2"));
+        assert!(!v2.has_lifecycle_write());
+        assert_eq!(TokenIdentity::from_jwt("opaque"), TokenIdentity::default());
+        assert_eq!(TokenIdentity::from_jwt("a.%%%.c"), TokenIdentity::default());
+    }
+
+    #[test]
+    fn auto_prefers_the_platform_identity() {
+        let none = |_: &str| None;
+        assert_eq!(
+            CredentialSource::resolve(&CredentialKind::Auto, none),
+            CredentialSource::Developer
+        );
+        for var in ["IDENTITY_ENDPOINT", "WEBSITE_INSTANCE_ID", "MSI_ENDPOINT"] {
+            let env = |k: &str| (k == var).then(|| "x".to_string());
+            assert_eq!(
+                CredentialSource::resolve(&CredentialKind::Auto, env),
+                CredentialSource::ManagedIdentity
+            );
+        }
+        let env = |_: &str| Some("x".to_string());
+        assert_eq!(
+            CredentialSource::resolve(&CredentialKind::Developer, env),
+            CredentialSource::Developer
+        );
+    }
+
+    /// A credential that counts calls, answers after a pause, and fails while `fail` is set.
+    #[derive(Debug)]
+    struct Counting {
+        calls: AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+        lifetime: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<AccessToken> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Io,
+                    "connection refused",
+                ));
+            }
+            Ok(AccessToken::new(
+                Secret::new("token-value"),
+                OffsetDateTime::now_utc() + self.lifetime,
+            ))
+        }
+    }
+
+    fn source(fail: bool, lifetime: Duration) -> (Arc<Counting>, Arc<TokenSource>) {
+        let cred = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+            fail: std::sync::atomic::AtomicBool::new(fail),
+            lifetime,
+        });
+        let ts = TokenSource::new(
+            cred.clone(),
+            CredentialSource::ManagedIdentity,
+            "https://graph.microsoft.com/.default".into(),
+            None,
+        );
+        (cred, Arc::new(ts))
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let (cred, ts) = source(false, Duration::from_secs(3600));
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let ts = ts.clone();
+                tokio::spawn(async move { ts.token().await.map(|t| t.secret().to_owned()) })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), "token-value");
+        }
+        assert_eq!(cred.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(ts.fetches(), 1);
+    }
+
+    #[tokio::test]
+    async fn queued_callers_share_a_failure_then_a_later_call_retries() {
+        let (cred, ts) = source(true, Duration::from_secs(3600));
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let ts = ts.clone();
+                tokio::spawn(async move { ts.token().await })
+            })
+            .collect();
+        for t in tasks {
+            let e = t.await.unwrap().unwrap_err();
+            assert!(e.retryable);
+            assert!(e.message.contains("connection refused"), "{}", e.message);
+            assert!(e.remedy.contains("system-assigned"), "{}", e.remedy);
+        }
+        assert_eq!(cred.calls.load(Ordering::SeqCst), 1);
+        cred.fail.store(false, Ordering::SeqCst);
+        assert!(ts.token().await.is_ok());
+        assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn tokens_near_expiry_are_renewed() {
+        let (cred, ts) = source(false, Duration::from_secs(120));
+        ts.token().await.unwrap();
+        ts.token().await.unwrap();
+        assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let t = GraphToken::new(AccessToken::new(
+            Secret::new("very-secret-token"),
+            OffsetDateTime::now_utc(),
+        ));
+        assert!(!format!("{t:?}").contains("very-secret-token"));
+    }
+}

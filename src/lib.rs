@@ -1,0 +1,20 @@
+//! Resume gateway for Microsoft Entra Lifecycle Workflows, run as an Azure Functions custom
+//! handler. A Logic App (or an operator) posts a task's completion; the gateway validates it,
+//! gets a Graph token with the Function App's managed identity, and calls Graph's
+//! `taskProcessingResult: resume` with retries inside a deadline.
+//!
+//! The data path, top to bottom: [`routes`] (request in) → [`callout`] and [`resume_path`]
+//! (validated resume) → [`credential`] (token) → [`graph`] (Graph) → [`problem`] (answer),
+//! with [`resume`] driving retries.
+
+pub mod callout;
+pub mod config;
+pub mod credential;
+pub mod graph;
+pub mod ids;
+pub mod logging;
+pub mod problem;
+pub mod resume;
+pub mod resume_path;
+pub mod routes;
+pub mod server;

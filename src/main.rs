@@ -1,0 +1,72 @@
+//! `handler`: the executable the Azure Functions host starts (see host.json).
+
+use std::process::ExitCode;
+
+use resume_gateway::config::Config;
+use resume_gateway::{logging, server};
+
+/// Exit code for a setting that cannot work: the host restarts the handler (non-zero), and the
+/// one line on stderr says which setting to fix.
+const EXIT_BAD_SETTING: u8 = 2;
+const EXIT_FAILED: u8 = 1;
+
+fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (reqwest is built without a default one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let settings = Config::from_env()
+        .and_then(|c| logging::filter(std::env::var("RUST_LOG").ok()).map(|f| (c, f)));
+    let (config, filter) = match settings {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!("resume-gateway: {e}");
+            return ExitCode::from(EXIT_BAD_SETTING);
+        }
+    };
+    logging::init(filter);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("resume-gateway: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(server::serve(config, shutdown_requested())) {
+        // Exit 0 only after a requested shutdown: it tells the host not to restart us.
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "resume gateway stopped");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Completes on SIGTERM (what the host and App Service send) or Ctrl-C.
+async fn shutdown_requested() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested: finishing requests in flight");
+}

@@ -1,0 +1,385 @@
+//! Every way a request can fail, mapped once to an RFC 9457 problem answer
+//! (`application/problem+json`) with a stable `type`, a `detail` and a `remedy`.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::callout::{MAX_BODY_BYTES, RequestError};
+use crate::credential::TokenIdentity;
+use crate::graph::GraphFailure;
+use crate::resume::{ResumeError, Unavailable};
+
+/// Prefix of every problem `type`; the README lists them all.
+pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
+const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
+
+/// Why the gateway did not resume the task.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("the body could not be read: {0}")]
+    BodyUnreadable(String),
+    #[error("Content-Type {0:?} is not JSON")]
+    UnsupportedMediaType(Option<String>),
+    #[error("method {0} is not allowed")]
+    MethodNotAllowed(String),
+    #[error("no function at {0}")]
+    NotFound(String),
+    /// Boxed: it carries Graph's whole answer, and every other variant is small.
+    #[error(transparent)]
+    Resume(Box<ResumeError>),
+    #[error("the handler failed unexpectedly")]
+    Internal,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+    #[serde(flatten)]
+    pub extensions: Map<String, Value>,
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+    #[serde(skip)]
+    pub allow: Option<&'static str>,
+}
+
+impl Problem {
+    fn new(slug: &str, title: &'static str, status: StatusCode, detail: String) -> Self {
+        Self {
+            kind: format!("{TYPE_PREFIX}{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            remedy: None,
+            extensions: Map::new(),
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    fn remedy(mut self, remedy: impl Into<String>) -> Self {
+        self.remedy = Some(remedy.into());
+        self
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        if let Ok(v) = serde_json::to_value(value)
+            && !v.is_null()
+        {
+            self.extensions.insert(key.to_owned(), v);
+        }
+        self
+    }
+
+    /// The stable part of `type`, e.g. `invalid-request`.
+    pub fn slug(&self) -> &str {
+        self.kind.strip_prefix(TYPE_PREFIX).unwrap_or(&self.kind)
+    }
+}
+
+impl From<ResumeError> for GatewayError {
+    fn from(e: ResumeError) -> Self {
+        Self::Resume(Box::new(e))
+    }
+}
+
+impl GatewayError {
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::Request(e @ RequestError::Malformed(_)) => Problem::new(
+                "invalid-request",
+                "The request body is not a resume request",
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            )
+            .remedy("Send a JSON object with operationStatus and one target; see samples/ in the gateway's repository."),
+            Self::Request(e @ RequestError::InvalidField { field, .. }) => Problem::new(
+                "invalid-request",
+                "A field of the resume request is invalid",
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            )
+            .remedy(format!("Fix `{field}` as described and send the request again; nothing was sent to Graph."))
+            .with("field", field),
+            Self::Request(e @ RequestError::CallbackPathRefused { field, .. }) => Problem::new(
+                "callback-path-refused",
+                "The callbackUriPath is not a Lifecycle Workflows resume path",
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            )
+            .remedy("Pass callbackUriPath exactly as the Lifecycle Workflows callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls taskProcessingResults resume actions.")
+            .with("field", field),
+            Self::TooLarge => Problem::new(
+                "payload-too-large",
+                "The request body is too large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The body is larger than {MAX_BODY_BYTES} bytes."),
+            )
+            .remedy("Send only the callout (or its callbackUriPath) and the status; a resume request is a few kilobytes."),
+            Self::BodyUnreadable(reason) => Problem::new(
+                "invalid-request",
+                "The request body could not be read",
+                StatusCode::BAD_REQUEST,
+                format!("The body could not be read: {reason}."),
+            )
+            .remedy("Send the request again."),
+            Self::UnsupportedMediaType(got) => Problem::new(
+                "unsupported-media-type",
+                "The request body must be JSON",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                match got {
+                    Some(ct) => format!("Content-Type is {ct:?}, not application/json."),
+                    None => "The request has no Content-Type.".to_owned(),
+                },
+            )
+            .remedy("Send the body as JSON with the header Content-Type: application/json."),
+            Self::MethodNotAllowed(method) => {
+                let mut p = Problem::new(
+                    "method-not-allowed",
+                    "Only POST resumes a task",
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{method} is not supported here."),
+                )
+                .remedy("Use POST with a JSON resume request.");
+                p.allow = Some("POST");
+                p
+            }
+            Self::NotFound(path) => Problem::new(
+                "not-found",
+                "No such function",
+                StatusCode::NOT_FOUND,
+                format!("Nothing is served at {path}."),
+            )
+            .remedy("POST resume requests to /api/function-resume."),
+            Self::Resume(e) => resume_problem(e),
+            Self::Internal => Problem::new(
+                "internal",
+                "The gateway failed unexpectedly",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The handler failed while processing this request; it was not resumed by this call.".into(),
+            )
+            .remedy("Send the request again; report the invocation id if it repeats."),
+        }
+    }
+}
+
+fn resume_problem(error: &ResumeError) -> Problem {
+    match error {
+        ResumeError::Rejected {
+            failure,
+            identity,
+            attempts,
+            client_request_id,
+        } => graph_rejected(failure, identity)
+            .with("graph", failure)
+            .with("attempts", attempts)
+            .with("clientRequestId", client_request_id),
+        ResumeError::Unavailable {
+            cause,
+            retry_after,
+            attempts,
+            client_request_id,
+        } => {
+            let mut p = match cause {
+                    Unavailable::Identity(e) => Problem::new(
+                        "identity-unavailable",
+                        "The gateway could not get a token for Graph",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("{}. Nothing was sent to Graph.", e.message.trim_end_matches('.')),
+                    )
+                    .remedy(e.remedy.clone()),
+                    Unavailable::Graph(f) => Problem::new(
+                        "graph-unavailable",
+                        "Graph did not accept the resume in time",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        match f.status {
+                            Some(s) => format!("Graph answered {s} to the last of {attempts} attempts: {}", f.message),
+                            None => format!("The last of {attempts} attempts failed: {}", f.message),
+                        },
+                    )
+                    .remedy("Nothing is lost: the task is still waiting. Send the same request again after Retry-After (a Logic App retry policy does this); if it persists, check Graph's service health.")
+                    .with("graph", f),
+                    Unavailable::Deadline(d) => Problem::new(
+                        "graph-unavailable",
+                        "Graph did not accept the resume in time",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("The request deadline of {} s passed before Graph answered.", d.as_secs()),
+                    )
+                    .remedy("Send the same request again after Retry-After; raise RESUME_DEADLINE_SECONDS if Graph is often this slow."),
+                };
+            p.retry_after = Some(*retry_after);
+            p.with("attempts", attempts)
+                .with("clientRequestId", client_request_id)
+                .with("retryAfterSeconds", retry_after.as_secs())
+        }
+    }
+}
+
+fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
+    let status = failure.status.unwrap_or(0);
+    let code = failure.code.as_deref().unwrap_or("no error code");
+    let detail = format!(
+        "Graph refused the resume with {status} ({code}): {}",
+        failure.message
+    );
+    let problem =
+        |slug, title| Problem::new(slug, title, StatusCode::FAILED_DEPENDENCY, detail.clone());
+    match status {
+        401 | 403 => {
+            let who = match (&identity.app_id, &identity.object_id) {
+                (Some(app), Some(obj)) => format!("application id {app}, object id {obj}"),
+                (Some(app), None) => format!("application id {app}"),
+                _ => "its application id: see the Identity blade of the Function App".into(),
+            };
+            let app = identity.app_id.as_deref().unwrap_or("<application id>");
+            let roles = if identity.has_lifecycle_write() {
+                format!("The token does carry {LIFECYCLE_PERMISSION}, so the task's workflow may be out of its reach, or the grant is too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
+            } else if identity.roles.is_empty() {
+                format!("The gateway's token carries no application permissions, so {LIFECYCLE_PERMISSION} is not granted.")
+            } else {
+                format!(
+                    "The gateway's token carries {} but not {LIFECYCLE_PERMISSION}.",
+                    identity.roles.join(", ")
+                )
+            };
+            problem("graph-forbidden", "Graph refused the gateway's identity")
+                .remedy(format!(
+                    "Allow the Function App's identity ({who}) to resume this task, either way: \
+                     (1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
+                     (scripts/grant.sh --extension <customTaskExtensionId>); or \
+                     (2) grant {app} the {LIFECYCLE_PERMISSION} application permission on Microsoft Graph \
+                     (scripts/grant.sh --app-role). {roles}"
+                ))
+                .with("identity", identity)
+        }
+        404 => problem("graph-not-found", "Graph does not know this task processing result")
+            .remedy("Check the workflow, task and taskProcessingResult ids (pass the callout unchanged); a result of a deleted workflow lives under deletedItems/workflows."),
+        400 | 409 => problem("graph-rejected", "Graph refused the resume")
+            .remedy("A task that is no longer waiting (already resumed, or failed after the extension's timeout) is refused; check the task's processing status in the workflow's history. Do not retry this request unchanged."),
+        _ => problem("graph-rejected", "Graph refused the resume")
+            .remedy("Graph's code and message say why; this answer will not change on retry."),
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| {
+            json!({"type": self.kind, "status": self.status})
+                .to_string()
+                .into_bytes()
+        });
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(wait) = self.retry_after {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.problem().into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16, roles: Vec<String>) -> GatewayError {
+        GatewayError::from(ResumeError::Rejected {
+            failure: GraphFailure {
+                status: Some(status),
+                code: Some("Forbidden".into()),
+                message: "Insufficient privileges".into(),
+                request_id: Some("req-1".into()),
+                retry_after: None,
+                throttle_scope: None,
+            },
+            identity: TokenIdentity {
+                app_id: Some("11111111-2222-3333-4444-555555555555".into()),
+                object_id: Some("obj".into()),
+                tenant_id: None,
+                roles,
+            },
+            attempts: 1,
+            client_request_id: "c-1".into(),
+        })
+    }
+
+    #[test]
+    fn forbidden_names_both_fixes_and_the_app_id() {
+        let p = rejected(403, vec![]).problem();
+        assert_eq!(p.status, 424);
+        assert_eq!(p.slug(), "graph-forbidden");
+        let remedy = p.remedy.unwrap();
+        assert!(remedy.contains("authorizedApps"));
+        assert!(remedy.contains("LifecycleWorkflows.ReadWrite.All"));
+        assert!(remedy.contains("11111111-2222-3333-4444-555555555555"));
+        assert!(remedy.contains("no application permissions"));
+        assert_eq!(p.extensions["graph"]["requestId"], "req-1");
+        assert_eq!(p.extensions["graph"]["status"], 403);
+        let p = rejected(401, vec!["User.Read.All".into()]).problem();
+        assert!(p.remedy.unwrap().contains("carries User.Read.All but not"));
+    }
+
+    #[test]
+    fn other_refusals_keep_graphs_words() {
+        for (status, slug) in [
+            (404, "graph-not-found"),
+            (400, "graph-rejected"),
+            (409, "graph-rejected"),
+        ] {
+            let p = rejected(status, vec![]).problem();
+            assert_eq!(p.status, 424);
+            assert_eq!(p.slug(), slug);
+            assert!(p.detail.contains("Insufficient privileges"));
+            assert!(p.detail.contains(&status.to_string()));
+        }
+    }
+
+    #[test]
+    fn unavailable_sets_retry_after() {
+        let e = GatewayError::from(ResumeError::Unavailable {
+            cause: Unavailable::Deadline(Duration::from_secs(60)),
+            retry_after: Duration::from_secs(7),
+            attempts: 3,
+            client_request_id: "c".into(),
+        });
+        let r = e.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}

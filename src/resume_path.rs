@@ -1,0 +1,355 @@
+//! Which Graph resume action to call, as a path relative to the Graph version root.
+//!
+//! A `callbackUriPath` comes from the caller, and the gateway calls it with a privileged
+//! identity, so it is parsed against a closed grammar: only the navigation paths under which
+//! Graph exposes `taskProcessingResult: resume`, with GUIDs (or a version number) where ids go.
+//! Everything else (absolute URLs, `//host`, `..`, percent-encoding, queries, other Graph
+//! resources) is refused, so the gateway cannot be used to call arbitrary Graph endpoints.
+
+use crate::ids::Guid;
+
+const MAX_PATH_LEN: usize = 1024;
+const SHORT_ACTION: &str = "resume";
+const QUALIFIED_ACTION: &str = "microsoft.graph.identityGovernance.resume";
+
+/// A validated resume target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeTarget {
+    /// Canonical path, e.g. `/identityGovernance/lifecycleWorkflows/workflows/{w}/tasks/{t}/taskProcessingResults/{r}/resume`.
+    pub path: String,
+    pub workflow_id: Guid,
+    pub run_id: Option<Guid>,
+    pub task_id: Option<Guid>,
+    pub result_id: Guid,
+}
+
+/// Why a `callbackUriPath` was refused, in words for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PathError(pub String);
+
+impl ResumeTarget {
+    /// The target Lifecycle Workflows documents for a task: workflow, task and result ids.
+    pub fn from_ids(workflow_id: Guid, task_id: Guid, result_id: Guid) -> Self {
+        let path = format!(
+            "/identityGovernance/lifecycleWorkflows/workflows/{workflow_id}/tasks/{task_id}/taskProcessingResults/{result_id}/{SHORT_ACTION}"
+        );
+        Self {
+            path,
+            workflow_id,
+            run_id: None,
+            task_id: Some(task_id),
+            result_id,
+        }
+    }
+
+    /// Parses a `callbackUriPath` (as a Lifecycle Workflows callout carries it) into a target.
+    /// Segment names match in any case and come out in Graph's casing; GUIDs come out lower-case.
+    pub fn parse(path: &str) -> Result<Self, PathError> {
+        if path.len() > MAX_PATH_LEN {
+            return Err(PathError(format!(
+                "is {} bytes long; a resume path is at most {MAX_PATH_LEN}",
+                path.len()
+            )));
+        }
+        if !path.starts_with('/') || path.starts_with("//") {
+            return Err(PathError(
+                "must be a path relative to Graph, starting with /identityGovernance/lifecycleWorkflows/ (no scheme, host or API version)".into(),
+            ));
+        }
+        if let Some(c) = path
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '.')))
+        {
+            return Err(PathError(format!(
+                "contains {c:?}; only letters, digits, '-', '.' and '/' can appear (no percent-encoding, query, fragment or spaces)"
+            )));
+        }
+        let segments: Vec<&str> = path[1..].split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(PathError(
+                "contains an empty segment ('//' or a trailing '/')".into(),
+            ));
+        }
+        if segments.iter().any(|s| *s == "." || *s == "..") {
+            return Err(PathError("contains a '.' or '..' segment".into()));
+        }
+        if matches!(segments[0].to_ascii_lowercase().as_str(), "v1.0" | "beta") {
+            return Err(PathError(format!(
+                "starts with the API version /{}; send the path without it, the gateway adds GRAPH_API_VERSION",
+                segments[0]
+            )));
+        }
+        Cursor::new(&segments).target()
+    }
+}
+
+/// Walks the segments, writing the canonical path as it goes.
+struct Cursor<'a> {
+    segments: &'a [&'a str],
+    at: usize,
+    canonical: String,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(segments: &'a [&'a str]) -> Self {
+        Self {
+            segments,
+            at: 0,
+            canonical: String::with_capacity(200),
+        }
+    }
+
+    fn target(mut self) -> Result<ResumeTarget, PathError> {
+        self.literal("identityGovernance")?;
+        self.literal("lifecycleWorkflows")?;
+        self.optional("deletedItems");
+        self.literal("workflows")?;
+        let workflow_id = self.guid("workflow id")?;
+        let (mut run_id, mut task_id) = (None, None);
+        if self.optional("tasks") {
+            task_id = Some(self.guid("task id")?);
+        } else if self.optional("versions") {
+            self.version_number()?;
+            self.literal("tasks")?;
+            task_id = Some(self.guid("task id")?);
+        } else if self.optional("runs") {
+            run_id = Some(self.guid("run id")?);
+            if self.optional("userProcessingResults") {
+                self.guid("user processing result id")?;
+            }
+        } else if self.optional("userProcessingResults") {
+            self.guid("user processing result id")?;
+        } else if self.optional("taskReports") {
+            self.guid("task report id")?;
+        } else {
+            return Err(
+                self.unexpected("tasks, versions, runs, userProcessingResults or taskReports")
+            );
+        }
+        self.literal("taskProcessingResults")?;
+        let result_id = self.guid("task processing result id")?;
+        if !(self.optional(SHORT_ACTION) || self.optional(QUALIFIED_ACTION)) {
+            return Err(self.unexpected(&format!("{SHORT_ACTION} or {QUALIFIED_ACTION}")));
+        }
+        if self.at < self.segments.len() {
+            return Err(PathError(format!(
+                "continues after the resume action with /{}; the path must end with it",
+                self.segments[self.at..].join("/")
+            )));
+        }
+        Ok(ResumeTarget {
+            path: self.canonical,
+            workflow_id,
+            run_id,
+            task_id,
+            result_id,
+        })
+    }
+
+    fn peek(&self) -> Option<&'a str> {
+        self.segments.get(self.at).copied()
+    }
+
+    fn push(&mut self, segment: &str) {
+        self.canonical.push('/');
+        self.canonical.push_str(segment);
+        self.at += 1;
+    }
+
+    fn optional(&mut self, name: &str) -> bool {
+        let hit = self.peek().is_some_and(|s| s.eq_ignore_ascii_case(name));
+        if hit {
+            self.push(name);
+        }
+        hit
+    }
+
+    fn literal(&mut self, name: &str) -> Result<(), PathError> {
+        if self.optional(name) {
+            Ok(())
+        } else {
+            Err(self.unexpected(name))
+        }
+    }
+
+    fn guid(&mut self, what: &str) -> Result<Guid, PathError> {
+        let segment = self
+            .peek()
+            .ok_or_else(|| self.unexpected(&format!("a {what}")))?;
+        let guid = Guid::parse(segment).ok_or_else(|| {
+            PathError(format!(
+                "has {segment:?} after {} where a {what} (a GUID) belongs",
+                self.where_()
+            ))
+        })?;
+        self.push(guid.as_str());
+        Ok(guid)
+    }
+
+    fn version_number(&mut self) -> Result<(), PathError> {
+        match self.peek() {
+            Some(s) if !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                let n: u32 = s.parse().unwrap_or(0);
+                self.push(&n.to_string());
+                Ok(())
+            }
+            _ => Err(self.unexpected("a workflow version number")),
+        }
+    }
+
+    fn where_(&self) -> String {
+        if self.canonical.is_empty() {
+            "the start".into()
+        } else {
+            format!("{:?}", self.canonical)
+        }
+    }
+
+    fn unexpected(&self, expected: &str) -> PathError {
+        match self.peek() {
+            Some(found) => PathError(format!(
+                "has {found:?} after {} where {expected} belongs; only Lifecycle Workflows taskProcessingResults resume paths are accepted",
+                self.where_()
+            )),
+            None => PathError(format!(
+                "ends after {} where {expected} belongs",
+                self.where_()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: &str = "156bd1a0-5d7c-4b38-a8c9-1d0f7c2a9e11";
+    const T: &str = "2a9e1156-bd1a-4d7c-8b38-a8c91d0f7c2a";
+    const R: &str = "7c2a9e11-56bd-41a0-9d7c-4b38a8c91d0f";
+    const RUN: &str = "0f7c2a9e-1156-4bd1-a05d-7c4b38a8c91d";
+
+    fn base() -> String {
+        format!("/identityGovernance/lifecycleWorkflows/workflows/{W}")
+    }
+
+    #[test]
+    fn task_path_gives_all_ids() {
+        let p = format!("{}/tasks/{T}/taskProcessingResults/{R}/resume", base());
+        let t = ResumeTarget::parse(&p).unwrap();
+        assert_eq!(t.path, p);
+        assert_eq!(t.workflow_id.as_str(), W);
+        assert_eq!(t.task_id.as_ref().unwrap().as_str(), T);
+        assert_eq!(t.result_id.as_str(), R);
+        assert_eq!(
+            t,
+            ResumeTarget::from_ids(
+                t.workflow_id.clone(),
+                Guid::parse(T).unwrap(),
+                Guid::parse(R).unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn every_navigation_graph_documents_is_accepted() {
+        let tails = [
+            format!("tasks/{T}"),
+            format!("versions/3/tasks/{T}"),
+            format!("runs/{RUN}"),
+            format!("runs/{RUN}/userProcessingResults/{T}"),
+            format!("userProcessingResults/{T}"),
+            format!("taskReports/{T}"),
+        ];
+        for deleted in [false, true] {
+            for tail in &tails {
+                for action in [SHORT_ACTION, QUALIFIED_ACTION] {
+                    let root = if deleted {
+                        format!("/identityGovernance/lifecycleWorkflows/deletedItems/workflows/{W}")
+                    } else {
+                        base()
+                    };
+                    let p = format!("{root}/{tail}/taskProcessingResults/{R}/{action}");
+                    let t = ResumeTarget::parse(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+                    assert_eq!(t.path, p);
+                    assert_eq!(t.result_id.as_str(), R);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn run_id_is_kept() {
+        let p = format!("{}/runs/{RUN}/taskProcessingResults/{R}/resume", base());
+        assert_eq!(
+            ResumeTarget::parse(&p).unwrap().run_id.unwrap().as_str(),
+            RUN
+        );
+    }
+
+    #[test]
+    fn case_is_normalised() {
+        let p = format!(
+            "/IDENTITYGOVERNANCE/lifecycleworkflows/Workflows/{}/TASKS/{T}/taskprocessingresults/{R}/Resume",
+            W.to_uppercase()
+        );
+        let t = ResumeTarget::parse(&p).unwrap();
+        assert_eq!(
+            t.path,
+            format!("{}/tasks/{T}/taskProcessingResults/{R}/resume", base())
+        );
+    }
+
+    #[test]
+    fn everything_else_is_refused() {
+        let good = format!("{}/tasks/{T}/taskProcessingResults/{R}/resume", base());
+        let bad = [
+            format!("https://graph.microsoft.com/beta{good}"),
+            format!("//evil.example.com{good}"),
+            format!("/beta{good}"),
+            format!("/v1.0{good}"),
+            format!("{good}?x=1"),
+            format!("{good}#x"),
+            format!("{good}/"),
+            format!("{good}/extra"),
+            good.replace("/tasks/", "/tasks/../"),
+            good.replace("/tasks/", "/./tasks/"),
+            good.replace("/tasks/", "/tasks%2F"),
+            good.replace("/tasks/", "//tasks/"),
+            good.replace("resume", "activate"),
+            good.replace(T, "not-a-guid"),
+            good.replace(&format!("/taskProcessingResults/{R}"), ""),
+            format!("/users/{W}"),
+            format!(
+                "/identityGovernance/lifecycleWorkflows/workflows/{W}/runs/{RUN}/userProcessingResults/{T}/subject/resume"
+            ),
+            format!(
+                "/identityGovernance/lifecycleWorkflows/customTaskExtensions/{W}/taskProcessingResults/{R}/resume"
+            ),
+            format!(
+                "/identityGovernance/lifecycleWorkflows/workflows/{W}/versions/x/tasks/{T}/taskProcessingResults/{R}/resume"
+            ),
+            format!(
+                "/identityGovernance/lifecycleWorkflows/workflows/{W}/tasks/{T}/taskProcessingResults/{R}/resume\n"
+            ),
+            format!("{good} "),
+            "/".into(),
+            "".into(),
+            "/".repeat(2000),
+        ];
+        for p in bad {
+            assert!(ResumeTarget::parse(&p).is_err(), "accepted {p:?}");
+        }
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let e = ResumeTarget::parse("/identityGovernance/lifecycleWorkflows/users/x").unwrap_err();
+        assert!(e.0.contains("\"users\""), "{e}");
+        assert!(e.0.contains("workflows"), "{e}");
+        let e = ResumeTarget::parse(&format!("/beta{}", base())).unwrap_err();
+        assert!(e.0.contains("GRAPH_API_VERSION"), "{e}");
+        let e = ResumeTarget::parse(&format!("{}/tasks/nope", base())).unwrap_err();
+        assert!(e.0.contains("task id (a GUID)"), "{e}");
+    }
+}
