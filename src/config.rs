@@ -18,6 +18,23 @@ const DEFAULT_DEADLINE_SECONDS: u64 = 60;
 pub const DEFAULT_SOURCE: &str = "resume-gateway";
 const MAX_SOURCE_LEN: usize = 256;
 
+/// Every setting the gateway reads (the README, `local.settings.sample.json` and the
+/// infrastructure templates must list each one; a test checks).
+pub const SETTINGS: &[&str] = &[
+    "FUNCTIONS_CUSTOMHANDLER_PORT",
+    "GRAPH_CLOUD",
+    "GRAPH_ENDPOINT",
+    "GRAPH_API_VERSION",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "RESUME_CREDENTIAL",
+    "RESUME_DRY_RUN",
+    "RESUME_DEADLINE_SECONDS",
+    "RESUME_SOURCE",
+    "RUST_LOG",
+];
+
 /// The national cloud whose Graph the gateway calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphCloud {

@@ -77,7 +77,7 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .map(str::to_owned);
     let result = handle(&state, &headers, body, started).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let invocation = invocation_id.as_deref().unwrap_or("");
+    let invocation = invocation_id.as_deref();
     match result {
         Ok(outcome) => {
             let target = &outcome.target;

@@ -1,0 +1,374 @@
+//! Test harness: runs the real `handler` binary as the Functions host does (environment,
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, readiness polling on `GET /`), with a mock Graph and a
+//! mock App Service managed-identity endpoint.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const WORKFLOW: &str = "156bd1a0-5d7c-4b38-a8c9-1d0f7c2a9e11";
+pub const TASK: &str = "2a9e1156-bd1a-4d7c-8b38-a8c91d0f7c2a";
+pub const RESULT: &str = "7c2a9e11-56bd-41a0-9d7c-4b38a8c91d0f";
+/// The gateway identity's application id, as the mock token's claims carry it.
+pub const GATEWAY_APP_ID: &str = "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f";
+pub const GATEWAY_OBJECT_ID: &str = "3c4d5e6f-8e1f-4a3c-9b4d-7e6f1a2b3c4d";
+pub const IDENTITY_SECRET: &str = "identity-header-value-for-tests";
+/// Personal data in the sample callout: it must never reach a log line.
+pub const SUBJECT_NAMES: [&str; 3] = [
+    "Ada Lovelace",
+    "ada.lovelace@contoso.com",
+    "ada@contoso.com",
+];
+
+pub fn resume_path(workflow: &str, task: &str, result: &str) -> String {
+    format!(
+        "/identityGovernance/lifecycleWorkflows/workflows/{workflow}/tasks/{task}/taskProcessingResults/{result}/resume"
+    )
+}
+
+/// A Lifecycle Workflows callout as the Logic App trigger receives it.
+pub fn callout(workflow: &str, task: &str, result: &str) -> Value {
+    json!({
+        "source": "sample",
+        "type": "lifecycleEvent",
+        "data": {
+            "@odata.type": "microsoft.graph.identityGovernance.onboardingCalloutData",
+            "callbackUriPath": resume_path(workflow, task, result),
+            "subject": {
+                "id": "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+                "displayName": SUBJECT_NAMES[0],
+                "email": SUBJECT_NAMES[2],
+                "userPrincipalName": SUBJECT_NAMES[1],
+                "manager": null
+            },
+            "task": {"id": task, "displayName": "Provision the mailbox"},
+            "taskProcessingResult": {"id": result, "createdDateTime": "2026-11-28T10:00:00Z"},
+            "workflow": {"id": workflow, "displayName": "Onboard new hires", "workflowVersion": 3}
+        }
+    })
+}
+
+/// A JWT-shaped token carrying the gateway identity's claims (unsigned: only the gateway
+/// reads it, to name its identity in remedies).
+pub fn gateway_token(roles: &[&str], marker: &str) -> String {
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = json!({
+        "aud": "https://graph.microsoft.com", "appid": GATEWAY_APP_ID, "oid": GATEWAY_OBJECT_ID,
+        "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47", "roles": roles, "idtyp": "app",
+        "marker": marker
+    });
+    format!(
+        "{}.{}.{}",
+        e.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+        e.encode(claims.to_string()),
+        e.encode(marker)
+    )
+}
+
+/// A mock App Service managed-identity endpoint (`IDENTITY_ENDPOINT`, api-version 2019-08-01).
+pub struct Identity {
+    pub server: MockServer,
+    pub token: String,
+}
+
+impl Identity {
+    pub async fn start() -> Self {
+        Self::start_with_roles(&[]).await
+    }
+
+    pub async fn start_with_roles(roles: &[&str]) -> Self {
+        let server = MockServer::start().await;
+        let token = gateway_token(roles, "secret-token-marker-6f1d");
+        Mock::given(method("GET"))
+            .and(path("/msi/token"))
+            .and(query_param("api-version", "2019-08-01"))
+            .and(query_param("resource", "https://graph.microsoft.com"))
+            .and(header("x-identity-header", IDENTITY_SECRET))
+            .respond_with(token_response(&token))
+            .mount(&server)
+            .await;
+        Self { server, token }
+    }
+
+    /// An identity endpoint with no mocks mounted (tests add their own).
+    pub async fn bare() -> Self {
+        Self {
+            server: MockServer::start().await,
+            token: gateway_token(&[], "secret-token-marker-6f1d"),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}/msi/token", self.server.uri())
+    }
+
+    pub async fn calls(&self) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .len()
+    }
+}
+
+pub fn token_response(token: &str) -> ResponseTemplate {
+    let expires_on = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": token,
+        "expires_on": expires_on.to_string(),
+        "resource": "https://graph.microsoft.com",
+        "token_type": "Bearer",
+        "client_id": GATEWAY_APP_ID
+    }))
+}
+
+/// A mock Graph.
+pub struct Graph {
+    pub server: MockServer,
+}
+
+impl Graph {
+    pub async fn start() -> Self {
+        Self {
+            server: MockServer::start().await,
+        }
+    }
+
+    /// Graph that accepts every resume with 204 and a request-id.
+    pub async fn accepting() -> Self {
+        let g = Self::start().await;
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path_regex(
+                r"^/(v1\.0|beta)/identityGovernance/lifecycleWorkflows/.*[/.]resume$",
+            ))
+            .respond_with(
+                ResponseTemplate::new(204).insert_header("request-id", "graph-request-0001"),
+            )
+            .mount(&g.server)
+            .await;
+        g
+    }
+
+    pub async fn requests(&self) -> Vec<Request> {
+        self.server.received_requests().await.unwrap_or_default()
+    }
+
+    pub async fn calls(&self) -> usize {
+        self.requests().await.len()
+    }
+}
+
+/// The environment a Function App gives the handler, pointed at the mocks.
+pub fn env_for(graph: &Graph, identity: &Identity) -> Vec<(String, String)> {
+    vec![
+        ("GRAPH_ENDPOINT".into(), graph.server.uri()),
+        ("IDENTITY_ENDPOINT".into(), identity.endpoint()),
+        ("IDENTITY_HEADER".into(), IDENTITY_SECRET.into()),
+    ]
+}
+
+/// Captured output lines of the child process.
+#[derive(Clone, Default)]
+pub struct Output {
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Output {
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+    pub fn all(&self) -> String {
+        let mut all = self.stdout();
+        all.extend(self.stderr());
+        all.join("\n")
+    }
+    /// Every line parsed as JSON (panics on a line that is not: logs are JSON lines).
+    pub fn json_lines(lines: &[String]) -> Vec<Value> {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+            .collect()
+    }
+}
+
+/// The `handler` binary, started as the Functions host starts it.
+pub struct Gateway {
+    pub child: Child,
+    pub port: u16,
+    pub output: Output,
+    pub client: reqwest::Client,
+    /// Time from spawn to the first answer on `GET /`.
+    pub ready_after: Duration,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Spawns the binary with exactly `env` (plus PATH and the port), capturing its output.
+pub fn spawn(env: &[(String, String)], port: u16) -> (Child, Output) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the handler binary starts");
+    let output = Output::default();
+    let pipe = |stream: Box<dyn std::io::Read + Send>, sink: Arc<Mutex<Vec<String>>>| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+    };
+    pipe(
+        Box::new(child.stdout.take().unwrap()),
+        output.stdout.clone(),
+    );
+    pipe(
+        Box::new(child.stderr.take().unwrap()),
+        output.stderr.clone(),
+    );
+    (child, output)
+}
+
+impl Gateway {
+    /// Starts the gateway and waits, as the host does (poll `GET /` every 25 ms, 30 s limit).
+    pub async fn start(env: &[(String, String)]) -> Self {
+        install_crypto();
+        let port = free_port();
+        let started = Instant::now();
+        let (mut child, output) = spawn(env, port);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(240))
+            .build()
+            .unwrap();
+        let ready = format!("http://127.0.0.1:{port}/");
+        loop {
+            if let Ok(r) = client
+                .get(&ready)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+            {
+                assert_eq!(r.status(), 200, "GET / must answer 200");
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "handler exited with {status} before it was ready:\n{}",
+                    output.all()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "handler not ready within 30 s:\n{}",
+                output.all()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self {
+            child,
+            port,
+            output,
+            client,
+            ready_after: started.elapsed(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// POSTs a JSON body to the resume function.
+    pub async fn resume(&self, body: &Value) -> reqwest::Response {
+        self.resume_with(body, &[]).await
+    }
+
+    pub async fn resume_with(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/api/function-resume"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("the gateway answers")
+    }
+
+    /// Sends SIGTERM, as the host does on shutdown.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the pipe readers drain.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "handler did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a JSON answer with its status and content type.
+pub async fn answer(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, content_type, body)
+}

@@ -1,0 +1,689 @@
+//! End-to-end behaviour of the resume function against the real binary.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+#[tokio::test]
+async fn ready_at_once_even_when_graph_and_identity_are_unreachable() {
+    let env = with(
+        vec![],
+        &[
+            ("GRAPH_ENDPOINT", "http://127.0.0.1:9"),
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"),
+            ("IDENTITY_HEADER", "x"),
+        ],
+    );
+    let gw = Gateway::start(&env).await;
+    let r = gw.client.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    println!("ready after {:?}", gw.ready_after);
+}
+
+#[tokio::test]
+async fn callout_is_resumed_with_the_documented_graph_request() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+
+    let r = gw
+        .resume_with(
+            &json!({"operationStatus": "completed", "callout": callout(WORKFLOW, TASK, RESULT)}),
+            &[("x-azure-functions-invocationid", "inv-0001")],
+        )
+        .await;
+    let (status, content_type, body) = answer(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(content_type.starts_with("application/json"));
+    assert_eq!(body["outcome"], "resumed");
+    assert_eq!(body["workflowId"], WORKFLOW);
+    assert_eq!(body["taskId"], TASK);
+    assert_eq!(body["taskProcessingResultId"], RESULT);
+    assert_eq!(body["operationStatus"], "completed");
+    assert_eq!(body["graphStatus"], 204);
+    assert_eq!(body["graphRequestId"], "graph-request-0001");
+    assert_eq!(body["attempts"], 1);
+    assert_eq!(body["dryRun"], false);
+    assert_eq!(body["alreadyResumed"], false);
+    assert_eq!(body["invocationId"], "inv-0001");
+    assert!(body["elapsedMs"].is_u64());
+
+    let requests = graph.requests().await;
+    assert_eq!(requests.len(), 1);
+    let sent = &requests[0];
+    assert_eq!(sent.method.as_str(), "POST");
+    assert_eq!(
+        sent.url.path(),
+        format!("/v1.0{}", resume_path(WORKFLOW, TASK, RESULT))
+    );
+    assert_eq!(sent.url.query(), None);
+    let h = |name: &str| {
+        sent.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        h("authorization"),
+        Some(format!("Bearer {}", identity.token))
+    );
+    assert_eq!(h("content-type").as_deref(), Some("application/json"));
+    assert!(h("user-agent").unwrap().starts_with("resume-gateway/"));
+    let crid = h("client-request-id").unwrap();
+    assert!(uuid::Uuid::parse_str(&crid).is_ok(), "{crid}");
+    assert_eq!(body["clientRequestId"], crid);
+    let sent_body: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        sent_body,
+        json!({"data": {"operationStatus": "Completed"}, "source": "resume-gateway", "type": "lifecycleEvent"})
+    );
+}
+
+#[tokio::test]
+async fn every_target_form_and_option_reaches_graph() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let env = with(
+        env_for(&graph, &identity),
+        &[
+            ("GRAPH_API_VERSION", "beta"),
+            ("RESUME_SOURCE", "contoso-gateway"),
+        ],
+    );
+    let gw = Gateway::start(&env).await;
+    let upper_callout = callout(WORKFLOW, TASK, RESULT)
+        .to_string()
+        .replace(RESULT, &RESULT.to_uppercase());
+    let run = "0f7c2a9e-1156-4bd1-a05d-7c4b38a8c91d";
+    let run_path = format!(
+        "/identityGovernance/lifecycleWorkflows/workflows/{WORKFLOW}/runs/{run}/taskProcessingResults/{RESULT}/microsoft.graph.identityGovernance.resume"
+    );
+    let cases = [
+        (
+            json!({"operationStatus": "Failed", "callout": upper_callout, "statusReasons": ["mailbox quota"]}),
+            resume_path(WORKFLOW, TASK, RESULT),
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": run_path, "source": "hr-system"}),
+            run_path.clone(),
+        ),
+        (
+            json!({"operationStatus": "completed", "workflowId": WORKFLOW.to_uppercase(), "taskId": TASK, "taskProcessingResultId": RESULT}),
+            resume_path(WORKFLOW, TASK, RESULT),
+        ),
+    ];
+    for (request, _) in &cases {
+        let (status, _, body) = answer(gw.resume(request).await).await;
+        assert_eq!(status, 200, "{request} -> {body}");
+    }
+    let sent = graph.requests().await;
+    assert_eq!(sent.len(), 3);
+    for (req, (_, expected_path)) in sent.iter().zip(&cases) {
+        assert_eq!(req.url.path(), format!("/beta{expected_path}"));
+    }
+    let bodies: Vec<Value> = sent
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies[0],
+        json!({"data": {"operationStatus": "Failed", "statusReasons": ["mailbox quota"]}, "source": "contoso-gateway", "type": "lifecycleEvent"})
+    );
+    assert_eq!(bodies[1]["source"], "hr-system");
+    assert_eq!(bodies[2]["data"]["operationStatus"], "Completed");
+}
+
+#[tokio::test]
+async fn invalid_input_is_refused_with_a_problem_and_no_graph_call() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let p = resume_path(WORKFLOW, TASK, RESULT);
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"callbackUriPath": p}),
+            "invalid-request",
+            "operationStatus",
+        ),
+        (
+            json!({"operationStatus": "done", "callbackUriPath": p}),
+            "invalid-request",
+            "operationStatus",
+        ),
+        (
+            json!({"operationStatus": "completed"}),
+            "invalid-request",
+            "callout",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": p, "callout": callout(WORKFLOW, TASK, RESULT)}),
+            "invalid-request",
+            "callbackUriPath",
+        ),
+        (
+            json!({"operationStatus": "completed", "workflowId": WORKFLOW, "taskId": TASK}),
+            "invalid-request",
+            "taskProcessingResultId",
+        ),
+        (
+            json!({"operationStatus": "completed", "callout": {"source": "x"}}),
+            "invalid-request",
+            "callout.data",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": format!("https://graph.microsoft.com/beta{p}")}),
+            "callback-path-refused",
+            "callbackUriPath",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": "/users/someone"}),
+            "callback-path-refused",
+            "callbackUriPath",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": p.replace("/tasks/", "/tasks/../")}),
+            "callback-path-refused",
+            "callbackUriPath",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": format!("{p}?$select=id")}),
+            "callback-path-refused",
+            "callbackUriPath",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": p, "statusReasons": "x"}),
+            "invalid-request",
+            "statusReasons",
+        ),
+        (
+            json!({"operationStatus": "completed", "callbackUriPath": p, "extra": 1}),
+            "invalid-request",
+            "extra",
+        ),
+    ];
+    for (body, kind, field) in cases {
+        let (status, content_type, problem) = answer(gw.resume(&body).await).await;
+        assert_eq!(status, 400, "{body} -> {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(
+            problem["type"],
+            format!("urn:resume-gateway:problem:{kind}"),
+            "{body}"
+        );
+        assert_eq!(problem["field"], field, "{body} -> {problem}");
+        assert_eq!(problem["status"], 400);
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{problem}"
+        );
+        assert!(problem["remedy"].is_string());
+    }
+
+    // Not JSON at all.
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .body("{\"operationStatus\":")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:invalid-request"
+    );
+
+    // 415 for a non-JSON content type, and for none.
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (status, content_type, problem) = answer(r).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (415, "application/problem+json")
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("text/plain"));
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+
+    // 413 for more than 1 MiB, declared or streamed.
+    let big = format!(
+        "{{\"statusReasons\":[\"{}\"]}}",
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 413);
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:payload-too-large"
+    );
+    let stream = futures_stream(big.into_bytes());
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    // The gateway answers 413 as soon as the limit is crossed and closes the connection, so
+    // the client may see either the answer or the reset while still sending; a gateway that
+    // read the whole body would answer 400 instead.
+    match r {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
+
+    // 405 for other methods, with Allow.
+    for m in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let r = gw
+            .client
+            .request(m.clone(), gw.url("/api/function-resume"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{m}");
+        assert_eq!(r.headers()["allow"], "POST");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    // 404 elsewhere.
+    let r = gw.client.post(gw.url("/api/other")).send().await.unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 404);
+    assert_eq!(problem["type"], "urn:resume-gateway:problem:not-found");
+
+    assert_eq!(graph.calls().await, 0, "no input error may reach Graph");
+    assert_eq!(
+        identity.calls().await,
+        0,
+        "no input error may fetch a token"
+    );
+}
+
+/// A body sent in chunks without Content-Length.
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    tokio_stream_iter(chunks)
+}
+
+fn tokio_stream_iter<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    struct Iter<T>(std::vec::IntoIter<T>);
+    impl<T> futures_core::Stream for Iter<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    impl<T> Unpin for Iter<T> {}
+    Iter(items.into_iter())
+}
+
+#[tokio::test]
+async fn graph_forbidden_says_which_grant_is_missing_and_is_not_retried() {
+    let graph = Graph::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("request-id", "graph-req-403")
+                .set_body_json(json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation.", "innerError": {"request-id": "graph-req-403", "date": "2026-11-28T10:00:00"}}})),
+        )
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start_with_roles(&["User.Read.All"]).await;
+    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (status, content_type, problem) = answer(
+        gw.resume(
+            &json!({"operationStatus": "completed", "callout": callout(WORKFLOW, TASK, RESULT)}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 424, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:graph-forbidden"
+    );
+    assert_eq!(problem["graph"]["status"], 403);
+    assert_eq!(problem["graph"]["code"], "Authorization_RequestDenied");
+    assert_eq!(problem["graph"]["requestId"], "graph-req-403");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Insufficient privileges")
+    );
+    let remedy = problem["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("callbackConfiguration.authorizedApps"),
+        "{remedy}"
+    );
+    assert!(
+        remedy.contains("LifecycleWorkflows.ReadWrite.All"),
+        "{remedy}"
+    );
+    assert!(remedy.contains(GATEWAY_APP_ID), "{remedy}");
+    assert!(remedy.contains("carries User.Read.All but not"), "{remedy}");
+    assert_eq!(problem["identity"]["appId"], GATEWAY_APP_ID);
+    assert_eq!(problem["attempts"], 1);
+    assert_eq!(graph.calls().await, 1, "403 must not be retried");
+}
+
+#[tokio::test]
+async fn graph_refusals_map_to_424_with_graphs_words() {
+    for (status, kind) in [
+        (400, "graph-rejected"),
+        (404, "graph-not-found"),
+        (409, "graph-rejected"),
+        (401, "graph-forbidden"),
+    ] {
+        let graph = Graph::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"error": {"code": format!("Code{status}"), "message": format!("message {status}")}})))
+            .mount(&graph.server)
+            .await;
+        let identity = Identity::start().await;
+        let gw = Gateway::start(&env_for(&graph, &identity)).await;
+        let (got, _, problem) = answer(gw.resume(&json!({"operationStatus": "failed", "callbackUriPath": resume_path(WORKFLOW, TASK, RESULT)})).await).await;
+        assert_eq!(got, 424, "{status}: {problem}");
+        assert_eq!(
+            problem["type"],
+            format!("urn:resume-gateway:problem:{kind}")
+        );
+        assert_eq!(problem["graph"]["status"], status);
+        assert_eq!(problem["graph"]["code"], format!("Code{status}"));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("message {status}"))
+        );
+        assert_eq!(graph.calls().await, 1, "{status} must not be retried");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_identity_is_503_with_retry_after_and_the_remedy() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::bare().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("identity endpoint broke"))
+        .mount(&identity.server)
+        .await;
+    let env = with(
+        env_for(&graph, &identity),
+        &[("RESUME_DEADLINE_SECONDS", "2")],
+    );
+    let gw = Gateway::start(&env).await;
+    let started = Instant::now();
+    let r = gw.resume(&json!({"operationStatus": "completed", "callbackUriPath": resume_path(WORKFLOW, TASK, RESULT)})).await;
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:identity-unavailable"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("managed identity could not get a token"),
+        "{problem}"
+    );
+    assert!(
+        problem["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("AZURE_CLIENT_ID"),
+        "{problem}"
+    );
+    assert_eq!(graph.calls().await, 0);
+}
+
+#[tokio::test]
+async fn dry_run_answers_without_calling_graph_or_identity() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let env = with(env_for(&graph, &identity), &[("RESUME_DRY_RUN", "true")]);
+    let gw = Gateway::start(&env).await;
+    let (status, _, body) = answer(gw.resume(&json!({"operationStatus": "failed", "callout": callout(WORKFLOW, TASK, RESULT), "statusReasons": ["test"]})).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "dry-run");
+    assert_eq!(body["dryRun"], true);
+    assert_eq!(body["attempts"], 0);
+    let url = format!(
+        "{}/v1.0{}",
+        graph.server.uri(),
+        resume_path(WORKFLOW, TASK, RESULT)
+    );
+    assert_eq!(body["request"]["method"], "POST");
+    assert_eq!(body["request"]["url"], url);
+    assert_eq!(
+        body["request"]["body"],
+        json!({"data": {"operationStatus": "Failed", "statusReasons": ["test"]}, "source": "resume-gateway", "type": "lifecycleEvent"})
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logged = Output::json_lines(&gw.output.stdout());
+    assert!(logged.iter().any(|l| l["url"] == url.as_str() && l["message"].as_str().unwrap().contains("dry run")), "{logged:?}");
+    assert_eq!(graph.calls().await, 0);
+    assert_eq!(identity.calls().await, 0);
+}
+
+#[tokio::test]
+async fn one_token_serves_many_requests() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    for i in 0..5 {
+        let result = format!("7c2a9e11-56bd-41a0-9d7c-4b38a8c91d0{i}");
+        let (status, _, body) = answer(gw.resume(&json!({"operationStatus": "completed", "workflowId": WORKFLOW, "taskId": TASK, "taskProcessingResultId": result})).await).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(graph.calls().await, 5);
+    assert_eq!(identity.calls().await, 1);
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_split_by_level_without_secrets_or_personal_data() {
+    let graph = Graph::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1.0{}",
+            resume_path(WORKFLOW, TASK, RESULT)
+        )))
+        .respond_with(ResponseTemplate::new(204).insert_header("request-id", "graph-ok-1"))
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"error": {"code": "Forbidden", "message": "no"}})),
+        )
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start().await;
+    // Debug level: even the chattiest setting a user would pick must not leak the token.
+    let env = with(env_for(&graph, &identity), &[("RUST_LOG", "debug")]);
+    let gw = Gateway::start(&env).await;
+    let ok = json!({"operationStatus": "completed", "callout": callout(WORKFLOW, TASK, RESULT)});
+    let other = "9d7c4b38-a8c9-41d0-8f7c-2a9e1156bd1a";
+    let refused =
+        json!({"operationStatus": "completed", "callout": callout(WORKFLOW, TASK, other)});
+    assert_eq!(
+        gw.resume_with(
+            &ok,
+            &[
+                ("x-azure-functions-invocationid", "inv-ok"),
+                ("x-functions-key", "function-key-value-xyz")
+            ]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        gw.resume_with(&refused, &[("x-azure-functions-invocationid", "inv-403")])
+            .await
+            .status(),
+        424
+    );
+    assert_eq!(
+        gw.resume_with(
+            &json!({"operationStatus": "x"}),
+            &[("x-azure-functions-invocationid", "inv-400")]
+        )
+        .await
+        .status(),
+        400
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stdout = Output::json_lines(&gw.output.stdout());
+    let stderr = Output::json_lines(&gw.output.stderr());
+    let summary = stdout
+        .iter()
+        .find(|l| l["invocation_id"] == "inv-ok")
+        .unwrap_or_else(|| panic!("no summary line for inv-ok: {stdout:?}"));
+    assert_eq!(summary["level"], "INFO");
+    assert_eq!(summary["workflow_id"], WORKFLOW);
+    assert_eq!(summary["task_id"], TASK);
+    assert_eq!(summary["task_processing_result_id"], RESULT);
+    assert_eq!(summary["operation_status"], "completed");
+    assert_eq!(summary["status"], 200);
+    assert_eq!(summary["graph_request_id"], "graph-ok-1");
+    assert_eq!(summary["attempts"], 1);
+    assert!(summary["elapsed_ms"].is_u64());
+    assert!(
+        stdout
+            .iter()
+            .all(|l| l["level"] != "WARN" && l["level"] != "ERROR")
+    );
+    assert!(
+        stderr
+            .iter()
+            .all(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+    );
+    let refused_line = stderr
+        .iter()
+        .find(|l| l["invocation_id"] == "inv-403")
+        .expect("refusal logged on stderr");
+    assert_eq!(refused_line["status"], 424);
+    assert_eq!(refused_line["graph_status"], 403);
+    assert_eq!(refused_line["task_processing_result_id"], other);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l["invocation_id"] == "inv-400" && l["status"] == 400)
+    );
+
+    let all = gw.output.all();
+    let token_signature = identity.token.rsplit('.').next().unwrap();
+    assert!(
+        !all.contains(&identity.token),
+        "the access token was logged"
+    );
+    assert!(
+        !all.contains(token_signature),
+        "part of the access token was logged"
+    );
+    assert!(
+        !all.contains(IDENTITY_SECRET),
+        "the identity header was logged"
+    );
+    assert!(
+        !all.contains("function-key-value-xyz"),
+        "the function key was logged"
+    );
+    for name in SUBJECT_NAMES {
+        assert!(!all.contains(name), "personal data {name:?} was logged");
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_at_once_with_one_line_naming_it() {
+    let cases = [
+        ("GRAPH_CLOUD", "mars"),
+        ("GRAPH_API_VERSION", "v2"),
+        ("GRAPH_ENDPOINT", "http://graph.example.com"),
+        ("RESUME_CREDENTIAL", "magic"),
+        ("RESUME_DRY_RUN", "perhaps"),
+        ("RESUME_DEADLINE_SECONDS", "230"),
+        ("AZURE_CLIENT_ID", "not-a-guid"),
+        ("RUST_LOG", "info,[["),
+    ];
+    for (setting, value) in cases {
+        let started = Instant::now();
+        let (mut child, output) = spawn(&[(setting.to_string(), value.to_string())], free_port());
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{setting}: still running after 1 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(status.code(), Some(2), "{setting}");
+        let stderr = output.stderr();
+        assert_eq!(stderr.len(), 1, "{setting}: {stderr:?}");
+        assert!(
+            stderr[0].contains(setting) && stderr[0].contains(value),
+            "{}",
+            stderr[0]
+        );
+        assert!(output.stdout().is_empty());
+    }
+}
