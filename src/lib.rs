@@ -10,6 +10,7 @@
 pub mod callout;
 pub mod config;
 pub mod credential;
+pub mod dedupe;
 pub mod graph;
 pub mod ids;
 pub mod logging;

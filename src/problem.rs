@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::callout::{MAX_BODY_BYTES, RequestError};
 use crate::credential::TokenIdentity;
+use crate::dedupe::DedupeError;
 use crate::graph::GraphFailure;
 use crate::resume::{ResumeError, Unavailable};
 
@@ -35,6 +36,8 @@ pub enum GatewayError {
     /// Boxed: it carries Graph's whole answer, and every other variant is small.
     #[error(transparent)]
     Resume(Box<ResumeError>),
+    #[error(transparent)]
+    Conflict(DedupeError),
     #[error("the handler failed unexpectedly")]
     Internal,
 }
@@ -168,6 +171,18 @@ impl GatewayError {
             )
             .remedy("POST resume requests to /api/function-resume."),
             Self::Resume(e) => resume_problem(e),
+            Self::Conflict(e @ DedupeError::Conflict { in_flight, .. }) => Problem::new(
+                "conflicting-status",
+                "The task is already being resumed with the other status",
+                StatusCode::CONFLICT,
+                format!("{e}."),
+            )
+            .remedy(if *in_flight {
+                "A task is resumed once. Wait for the request in flight to finish; if it fails, send the status you want again."
+            } else {
+                "A task is resumed once, and this one was already resumed with the other status; check the Logic App for two branches answering the same callout."
+            }),
+            Self::Conflict(DedupeError::Lost) => GatewayError::Internal.problem(),
             Self::Internal => Problem::new(
                 "internal",
                 "The gateway failed unexpectedly",

@@ -18,6 +18,9 @@ use crate::resume_path::ResumeTarget;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// An attempt is only started with at least this much of the deadline left: less cannot
+/// reach Graph and get an answer, and would only blur the attempt count.
+const MIN_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
 /// What a 503 asks the caller to wait when Graph named no time itself.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -33,6 +36,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// In dry-run: the request that would have been sent.
     pub dry_run: Option<DryRun>,
+    /// True when this answer repeats an earlier success instead of calling Graph again.
+    pub already_resumed: bool,
 }
 
 /// The request a dry run would have sent.
@@ -155,6 +160,7 @@ impl Resumer {
             attempts,
             elapsed: started.elapsed(),
             dry_run,
+            already_resumed: false,
         };
 
         if self.dry_run {
@@ -203,7 +209,7 @@ impl Resumer {
                 let wait = e
                     .retry_after()
                     .unwrap_or_else(|| full_jitter(planned.unwrap_or(MAX_BACKOFF)));
-                (Instant::now() + wait < deadline).then_some(wait)
+                (Instant::now() + wait + MIN_ATTEMPT_BUDGET <= deadline).then_some(wait)
             });
 
         let result = tokio::time::timeout_at(deadline, retrying).await;

@@ -12,8 +12,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
+use crate::dedupe::Deduplicator;
 use crate::problem::GatewayError;
-use crate::resume::{DryRun, Outcome, ResumeError, Resumer};
+use crate::resume::{DryRun, Outcome, Resumer};
 
 /// The function's name: its folder holds `function.json`, and the host serves it at `/api/<name>`.
 pub const FUNCTION_NAME: &str = "function-resume";
@@ -22,7 +23,8 @@ const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 /// What every request handler shares.
 #[derive(Debug)]
 pub struct AppState {
-    pub resumer: Resumer,
+    pub resumer: Arc<Resumer>,
+    pub dedupe: Arc<Deduplicator>,
 }
 
 /// The gateway's routes.
@@ -94,8 +96,15 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 attempts = outcome.attempts,
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
+                already_resumed = outcome.already_resumed,
                 "resume {}",
-                if outcome.dry_run.is_some() { "simulated (dry run)" } else { "accepted by Graph" }
+                if outcome.dry_run.is_some() {
+                    "simulated (dry run)"
+                } else if outcome.already_resumed {
+                    "already accepted by Graph earlier, not sent again"
+                } else {
+                    "accepted by Graph"
+                }
             );
             let body = success_body(&outcome, invocation_id.as_deref(), elapsed_ms);
             (StatusCode::OK, axum::Json(body)).into_response()
@@ -158,7 +167,7 @@ fn success_body<'a>(
         task_processing_result_id: target.result_id.as_str(),
         operation_status: outcome.status.as_str(),
         dry_run: outcome.dry_run.is_some(),
-        already_resumed: false,
+        already_resumed: outcome.already_resumed,
         graph_status: outcome.graph_status,
         graph_request_id: outcome.graph_request_id.as_deref(),
         client_request_id: &outcome.client_request_id,
@@ -181,11 +190,18 @@ async fn handle(
     check_content_type(headers).map_err(|e| (e, None))?;
     let bytes = read_body(headers, body).await.map_err(|e| (e, None))?;
     let request = ResumeRequest::parse(&bytes).map_err(|e| (e.into(), None))?;
-    match state.resumer.resume(&request, started).await {
-        Ok(outcome) => Ok(outcome),
-        Err(e @ (ResumeError::Rejected { .. } | ResumeError::Unavailable { .. })) => {
-            Err((e.into(), Some(request)))
-        }
+    let resume = {
+        let (resumer, request) = (Arc::clone(&state.resumer), request.clone());
+        async move { resumer.resume(&request, started).await }
+    };
+    let shared = state
+        .dedupe
+        .run(&request.target.result_id, request.status, resume)
+        .await;
+    match shared {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err((e.into(), Some(request))),
+        Err(e) => Err((GatewayError::Conflict(e), Some(request))),
     }
 }
 

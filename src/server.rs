@@ -4,12 +4,19 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::credential::TokenSource;
+use crate::dedupe::Deduplicator;
 use crate::resume::Resumer;
 use crate::routes::{AppState, router};
+
+/// Beyond the request deadline, what a request in flight gets to finish after SIGTERM.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +60,34 @@ pub async fn serve(
             "RESUME_DRY_RUN is on: requests are validated and answered, but nothing is sent to Graph"
         );
     }
+    let dedupe = Arc::new(Deduplicator::default());
     let state = Arc::new(AppState {
-        resumer: Resumer::new(&config, tokens),
+        resumer: Arc::new(Resumer::new(&config, tokens)),
+        dedupe: Arc::clone(&dedupe),
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(StartError::Serve)
+
+    // Requests in flight get their deadline plus a margin to finish after a shutdown request;
+    // the host stops waiting for us soon after anyway, so the wait is bounded.
+    let grace = config.deadline + SHUTDOWN_MARGIN;
+    let (stopping_tx, mut stopping) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let deadline = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serving => served.map_err(StartError::Serve)?,
+        () = deadline => {
+            tracing::warn!(grace_s = grace.as_secs(), "requests still open after the shutdown grace period; stopping anyway");
+        }
+    }
+    // Resumes whose callers went away still run to the end: Graph may be about to take them.
+    if !dedupe.drain(grace).await {
+        tracing::warn!(running = dedupe.running(), "resumes still running at exit");
+    }
+    Ok(())
 }

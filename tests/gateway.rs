@@ -105,7 +105,8 @@ async fn every_target_form_and_option_reaches_graph() {
         .replace(RESULT, &RESULT.to_uppercase());
     let run = "0f7c2a9e-1156-4bd1-a05d-7c4b38a8c91d";
     let run_path = format!(
-        "/identityGovernance/lifecycleWorkflows/workflows/{WORKFLOW}/runs/{run}/taskProcessingResults/{RESULT}/microsoft.graph.identityGovernance.resume"
+        "/identityGovernance/lifecycleWorkflows/workflows/{WORKFLOW}/runs/{run}/taskProcessingResults/{}/microsoft.graph.identityGovernance.resume",
+        result_id(2)
     );
     let cases = [
         (
@@ -117,8 +118,8 @@ async fn every_target_form_and_option_reaches_graph() {
             run_path.clone(),
         ),
         (
-            json!({"operationStatus": "completed", "workflowId": WORKFLOW.to_uppercase(), "taskId": TASK, "taskProcessingResultId": RESULT}),
-            resume_path(WORKFLOW, TASK, RESULT),
+            json!({"operationStatus": "completed", "workflowId": WORKFLOW.to_uppercase(), "taskId": TASK, "taskProcessingResultId": result_id(3)}),
+            resume_path(WORKFLOW, TASK, &result_id(3)),
         ),
     ];
     for (request, _) in &cases {
@@ -242,6 +243,30 @@ async fn invalid_input_is_refused_with_a_problem_and_no_graph_call() {
     assert_eq!(
         problem["type"],
         "urn:resume-gateway:problem:invalid-request"
+    );
+
+    // Deeply nested JSON is refused, not recursed into.
+    let deep = format!(
+        "{{\"callout\":{}{}}}",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{problem}"
     );
 
     // 415 for a non-JSON content type, and for none.

@@ -179,6 +179,27 @@ pub fn env_for(graph: &Graph, identity: &Identity) -> Vec<(String, String)> {
     ]
 }
 
+/// [`env_for`] plus extra settings.
+pub fn env_with(
+    graph: &Graph,
+    identity: &Identity,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env = env_for(graph, identity);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// A distinct, valid result id for request number `n`.
+pub fn result_id(n: usize) -> String {
+    format!("7c2a9e11-56bd-41a0-9d7c-{n:012}")
+}
+
+/// A resume request by explicit ids for result number `n`.
+pub fn request_for(n: usize, status: &str) -> Value {
+    json!({"operationStatus": status, "workflowId": WORKFLOW, "taskId": TASK, "taskProcessingResultId": result_id(n)})
+}
+
 /// Captured output lines of the child process.
 #[derive(Clone, Default)]
 pub struct Output {

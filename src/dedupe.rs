@@ -1,0 +1,464 @@
+//! Idempotent resumes: one Graph call per task processing result and status, however many
+//! requests ask for it at once, and no second call for a repeat soon after a success.
+//!
+//! Logic Apps retry, operators re-run, and a resume that Graph already took answers with an
+//! error the second time; remembering recent successes turns those repeats into a clean
+//! `200 alreadyResumed` instead of a confusing refusal.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::callout::OperationStatus;
+use crate::ids::Guid;
+use crate::resume::{Outcome, ResumeError};
+
+/// How long a success is remembered.
+pub const SUCCESS_WINDOW: Duration = Duration::from_secs(600);
+/// How many successes are remembered at most (a few hundred bytes each).
+pub const CAPACITY: usize = 10_000;
+
+type Shared = Result<Outcome, ResumeError>;
+
+/// Why a request was not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DedupeError {
+    /// The result is being resumed, or was just resumed, with the other status.
+    #[error("task processing result {result_id} {} as {existing}; this request asks for {requested}", if *.in_flight { "is being resumed" } else { "was resumed" })]
+    Conflict {
+        result_id: Guid,
+        existing: &'static str,
+        requested: &'static str,
+        in_flight: bool,
+    },
+    /// The shared resume ended without an answer (it panicked).
+    #[error("the resume ended without an answer")]
+    Lost,
+}
+
+enum Entry {
+    InFlight {
+        status: OperationStatus,
+        result: watch::Receiver<Option<Shared>>,
+    },
+    Done {
+        status: OperationStatus,
+        outcome: Box<Outcome>,
+        at: Instant,
+    },
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Guid, Entry>,
+    /// Successes in the order they were recorded, for expiry and the size cap.
+    done: VecDeque<(Guid, Instant)>,
+}
+
+impl Entries {
+    fn forget_old(&mut self, now: Instant, window: Duration, capacity: usize) {
+        while let Some((key, at)) = self.done.front().cloned() {
+            if at + window > now && self.done.len() <= capacity {
+                break;
+            }
+            self.done.pop_front();
+            // Only drop the entry this record is about; a newer one may have replaced it.
+            if matches!(self.map.get(&key), Some(Entry::Done { at: a, .. }) if *a == at) {
+                self.map.remove(&key);
+            }
+        }
+    }
+}
+
+/// Shares in-flight resumes and remembers recent successes.
+pub struct Deduplicator {
+    entries: Mutex<Entries>,
+    window: Duration,
+    capacity: usize,
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+impl std::fmt::Debug for Deduplicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deduplicator")
+            .field("running", &self.running.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Deduplicator {
+    fn default() -> Self {
+        Self::new(SUCCESS_WINDOW, CAPACITY)
+    }
+}
+
+impl Deduplicator {
+    /// A deduplicator remembering up to `capacity` successes for `window`.
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(Entries::default()),
+            window,
+            capacity,
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    /// Runs `resume` for this result and status unless an identical one is running (then its
+    /// answer is shared) or succeeded within the window (then that success is returned, marked
+    /// `already_resumed`). The resume runs in its own task, so it completes even when the
+    /// caller that started it goes away.
+    pub async fn run<F>(
+        self: &Arc<Self>,
+        result_id: &Guid,
+        status: OperationStatus,
+        resume: F,
+    ) -> Result<Shared, DedupeError>
+    where
+        F: Future<Output = Shared> + Send + 'static,
+    {
+        let mut receiver = {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.forget_old(Instant::now(), self.window, self.capacity);
+            match entries.map.get(result_id) {
+                Some(Entry::Done {
+                    status: done,
+                    outcome,
+                    ..
+                }) => {
+                    if *done != status {
+                        return Err(self.conflict(result_id, *done, status, false));
+                    }
+                    let mut repeat = Outcome::clone(outcome);
+                    repeat.already_resumed = true;
+                    repeat.attempts = 0;
+                    return Ok(Ok(repeat));
+                }
+                Some(Entry::InFlight {
+                    status: running,
+                    result,
+                }) => {
+                    if *running != status {
+                        return Err(self.conflict(result_id, *running, status, true));
+                    }
+                    result.clone()
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    entries.map.insert(
+                        result_id.clone(),
+                        Entry::InFlight {
+                            status,
+                            result: receiver.clone(),
+                        },
+                    );
+                    self.running.fetch_add(1, Ordering::SeqCst);
+                    let this = Arc::clone(self);
+                    let key = result_id.clone();
+                    tokio::spawn(async move {
+                        // Dropped on every exit, panics included: the entry never stays in flight.
+                        let _finish = Finish {
+                            dedupe: &this,
+                            key: &key,
+                        };
+                        let result = resume.await;
+                        this.record(&key, status, &result);
+                        let _ = sender.send(Some(result));
+                    });
+                    receiver
+                }
+            }
+        };
+        match receiver.wait_for(Option::is_some).await {
+            Ok(answer) => Ok(answer.clone().expect("waited for Some")),
+            Err(_) => Err(DedupeError::Lost),
+        }
+    }
+
+    fn conflict(
+        &self,
+        result_id: &Guid,
+        existing: OperationStatus,
+        requested: OperationStatus,
+        in_flight: bool,
+    ) -> DedupeError {
+        DedupeError::Conflict {
+            result_id: result_id.clone(),
+            existing: existing.as_str(),
+            requested: requested.as_str(),
+            in_flight,
+        }
+    }
+
+    fn record(&self, key: &Guid, status: OperationStatus, result: &Shared) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            // A dry run resumed nothing, so there is nothing to remember.
+            Ok(outcome) if outcome.dry_run.is_none() => {
+                let at = Instant::now();
+                entries.map.insert(
+                    key.clone(),
+                    Entry::Done {
+                        status,
+                        outcome: Box::new(outcome.clone()),
+                        at,
+                    },
+                );
+                entries.done.push_back((key.clone(), at));
+                entries.forget_old(at, self.window, self.capacity);
+            }
+            // A failure is not remembered: the next request tries again.
+            _ => {
+                entries.map.remove(key);
+            }
+        }
+    }
+
+    /// How many resumes are running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// How many results are remembered (running or recently resumed).
+    pub fn remembered(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
+    }
+
+    /// Waits until no resume is running, or `limit` passes; true when none is left.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            if self.running() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(until, idle).await.is_err() {
+                return self.running() == 0;
+            }
+        }
+    }
+}
+
+/// Clears a running entry that ended without being recorded (a panic), and counts it down.
+struct Finish<'a> {
+    dedupe: &'a Deduplicator,
+    key: &'a Guid,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        let mut entries = self
+            .dedupe
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if matches!(entries.map.get(self.key), Some(Entry::InFlight { .. })) {
+            entries.map.remove(self.key);
+        }
+        drop(entries);
+        self.dedupe.running.fetch_sub(1, Ordering::SeqCst);
+        self.dedupe.idle.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resume_path::ResumeTarget;
+    use std::sync::atomic::AtomicU32;
+
+    fn guid(n: u32) -> Guid {
+        Guid::parse(&format!("00000000-0000-4000-8000-{n:012}")).unwrap()
+    }
+
+    fn outcome(result: &Guid) -> Outcome {
+        Outcome {
+            target: ResumeTarget::from_ids(guid(1), guid(2), result.clone()),
+            status: OperationStatus::Completed,
+            graph_status: Some(204),
+            graph_request_id: Some("r".into()),
+            client_request_id: "c".into(),
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            dry_run: None,
+            already_resumed: false,
+        }
+    }
+
+    async fn slow_ok(calls: Arc<AtomicU32>, result: Guid) -> Shared {
+        calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(outcome(&result))
+    }
+
+    #[tokio::test]
+    async fn concurrent_duplicates_share_one_call() {
+        let d = Arc::new(Deduplicator::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let id = guid(7);
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (d, calls, id) = (d.clone(), calls.clone(), id.clone());
+                tokio::spawn(async move {
+                    d.run(&id, OperationStatus::Completed, slow_ok(calls, id.clone()))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap().is_ok());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A repeat after success is answered from memory.
+        let again = d
+            .run(
+                &id,
+                OperationStatus::Completed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(again.already_resumed);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let other = d
+            .run(
+                &id,
+                OperationStatus::Failed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            other,
+            DedupeError::Conflict {
+                in_flight: false,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_different_status_in_flight_conflicts() {
+        let d = Arc::new(Deduplicator::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let id = guid(8);
+        let first = {
+            let (d, calls, id) = (d.clone(), calls.clone(), id.clone());
+            tokio::spawn(async move {
+                d.run(&id, OperationStatus::Completed, slow_ok(calls, id.clone()))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let e = d
+            .run(
+                &id,
+                OperationStatus::Failed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            DedupeError::Conflict {
+                in_flight: true,
+                existing: "completed",
+                requested: "failed",
+                ..
+            }
+        ));
+        assert!(first.await.unwrap().unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_remembered() {
+        let d = Arc::new(Deduplicator::default());
+        let id = guid(9);
+        let fail = async {
+            Err(ResumeError::Unavailable {
+                cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
+                retry_after: Duration::from_secs(1),
+                attempts: 1,
+                client_request_id: "c".into(),
+            })
+        };
+        assert!(
+            d.run(&id, OperationStatus::Completed, fail)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(d.remembered(), 0);
+        let calls = Arc::new(AtomicU32::new(0));
+        let ok = d
+            .run(
+                &id,
+                OperationStatus::Failed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap();
+        assert!(ok.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_and_successes_expire() {
+        let d = Arc::new(Deduplicator::new(Duration::from_millis(200), 100));
+        let calls = Arc::new(AtomicU32::new(0));
+        for n in 0..250 {
+            let id = guid(n);
+            d.run(
+                &id,
+                OperationStatus::Completed,
+                slow_ok_fast(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        assert_eq!(d.remembered(), 100);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let id = guid(249);
+        let again = d
+            .run(
+                &id,
+                OperationStatus::Completed,
+                slow_ok_fast(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!again.already_resumed, "expired successes are forgotten");
+        assert_eq!(d.remembered(), 1);
+    }
+
+    async fn slow_ok_fast(calls: Arc<AtomicU32>, result: Guid) -> Shared {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(outcome(&result))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_resume_frees_its_entry_and_drains() {
+        let d = Arc::new(Deduplicator::default());
+        let id = guid(10);
+        let e = d
+            .run(&id, OperationStatus::Completed, async { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert_eq!(e, DedupeError::Lost);
+        assert!(d.drain(Duration::from_secs(1)).await);
+        assert_eq!(d.remembered(), 0);
+    }
+}
