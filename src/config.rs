@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
@@ -22,6 +23,7 @@ const MAX_SOURCE_LEN: usize = 256;
 /// infrastructure templates must list each one; a test checks).
 pub const SETTINGS: &[&str] = &[
     "FUNCTIONS_CUSTOMHANDLER_PORT",
+    "FUNCTIONS_APP_ROOT_PATH",
     "GRAPH_CLOUD",
     "GRAPH_ENDPOINT",
     "GRAPH_API_VERSION",
@@ -34,6 +36,9 @@ pub const SETTINGS: &[&str] = &[
     "RESUME_SOURCE",
     "RUST_LOG",
 ];
+
+/// The settings the Functions host sets itself; users never configure them.
+pub const HOST_SET: &[&str] = &["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_APP_ROOT_PATH"];
 
 /// The national cloud whose Graph the gateway calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +159,9 @@ pub struct Config {
     pub dry_run: bool,
     pub deadline: Duration,
     pub default_source: String,
+    /// Where `host.json` and the function folders are: `FUNCTIONS_APP_ROOT_PATH` as the host
+    /// sets it, else the working directory (the host starts the handler in the app root).
+    pub app_root: PathBuf,
 }
 
 /// A setting that cannot be used, with what would be accepted.
@@ -323,6 +331,9 @@ impl Config {
             dry_run,
             deadline: Duration::from_secs(deadline),
             default_source,
+            app_root: get("FUNCTIONS_APP_ROOT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".")),
         })
     }
 }

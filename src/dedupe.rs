@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::callout::OperationStatus;
 use crate::ids::Guid;
@@ -161,7 +162,7 @@ impl Deduplicator {
                     self.running.fetch_add(1, Ordering::SeqCst);
                     let this = Arc::clone(self);
                     let key = result_id.clone();
-                    tokio::spawn(async move {
+                    let task = async move {
                         // Dropped on every exit, panics included: the entry never stays in flight.
                         let _finish = Finish {
                             dedupe: &this,
@@ -170,7 +171,9 @@ impl Deduplicator {
                         let result = resume.await;
                         this.record(&key, status, &result);
                         let _ = sender.send(Some(result));
-                    });
+                    };
+                    // The caller's span (its invocation id) follows the resume into its task.
+                    tokio::spawn(task.instrument(tracing::Span::current()));
                     receiver
                 }
             }

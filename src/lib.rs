@@ -12,6 +12,7 @@ pub mod config;
 pub mod credential;
 pub mod dedupe;
 pub mod graph;
+pub mod host;
 pub mod ids;
 pub mod logging;
 pub mod problem;

@@ -43,7 +43,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             tracing::error!(error = %e, "resume gateway stopped");
-            ExitCode::from(EXIT_FAILED)
+            match e {
+                // The app's own files or platform settings: fixing them is the remedy.
+                server::StartError::Layout(_) | server::StartError::Credential(_) => {
+                    ExitCode::from(EXIT_BAD_SETTING)
+                }
+                _ => ExitCode::from(EXIT_FAILED),
+            }
         }
     }
 }

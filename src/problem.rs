@@ -27,6 +27,10 @@ pub enum GatewayError {
     TooLarge,
     #[error("the body could not be read: {0}")]
     BodyUnreadable(String),
+    #[error("the request has no body")]
+    EmptyBody,
+    #[error(transparent)]
+    InvalidInvocation(#[from] crate::host::InvocationError),
     #[error("Content-Type {0:?} is not JSON")]
     UnsupportedMediaType(Option<String>),
     #[error("method {0} is not allowed")]
@@ -142,6 +146,20 @@ impl GatewayError {
                 format!("The body could not be read: {reason}."),
             )
             .remedy("Send the request again."),
+            Self::EmptyBody => Problem::new(
+                "invalid-request",
+                "The request has no body",
+                StatusCode::BAD_REQUEST,
+                "The request arrived without a body. When the Function App forwards requests (enableForwardingHttpRequest), the Functions host passes a body on only if the request declares its Content-Length: a chunked request (Transfer-Encoding: chunked) arrives empty.".into(),
+            )
+            .remedy("Send the JSON body with a Content-Length header (Logic Apps and curl do); see samples/ for the request format."),
+            Self::InvalidInvocation(e) => Problem::new(
+                "invalid-invocation",
+                "The invocation is not one the Functions host sends",
+                StatusCode::BAD_REQUEST,
+                format!("{e}."),
+            )
+            .remedy("The path /<FunctionName> takes the Functions host's JSON invocations; send resume requests to /api/<route> instead."),
             Self::UnsupportedMediaType(got) => Problem::new(
                 "unsupported-media-type",
                 "The request body must be JSON",

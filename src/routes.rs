@@ -1,5 +1,6 @@
 //! The HTTP surface the Functions host talks to: readiness at `/` and the resume function.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,15 +11,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde::Serialize;
 use tokio::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument;
 
 use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
 use crate::dedupe::Deduplicator;
+use crate::host::{self, HttpFunction};
 use crate::problem::GatewayError;
 use crate::resume::{DryRun, Outcome, Resumer};
 
-/// The function's name: its folder holds `function.json`, and the host serves it at `/api/<name>`.
-pub const FUNCTION_NAME: &str = "function-resume";
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
+/// A JSON invocation wraps the request; base64 makes it a third larger than the body limit.
+const MAX_INVOCATION_BYTES: usize = 4 * MAX_BODY_BYTES;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -27,15 +31,35 @@ pub struct AppState {
     pub dedupe: Arc<Deduplicator>,
 }
 
-/// The gateway's routes.
-pub fn router(state: Arc<AppState>) -> Router {
-    let resume = post(resume).fallback(method_not_allowed);
-    Router::new()
-        // The host polls `/` until any answer comes; answer at once, whatever Graph's state.
-        .route("/", get(|| async { "ok" }))
-        .route(&format!("/api/{FUNCTION_NAME}"), resume)
+/// The gateway's routes: readiness at `/`; for each function, forwarded and proxied requests
+/// at its route (`/api/function-resume`) and the host's JSON invocations at `/<FunctionName>`.
+pub fn router(state: Arc<AppState>, functions: &[HttpFunction]) -> Router {
+    // The host polls `/` until any answer comes; answer at once, whatever Graph's state.
+    let mut router = Router::new().route("/", get(|| async { "ok" }));
+    for function in functions {
+        let invocation_path = format!("/{}", function.name);
+        if function.path == invocation_path {
+            // An empty routePrefix puts both on one path; the body tells them apart.
+            router = router.route(
+                &function.path,
+                post(resume_or_invoke).fallback(method_not_allowed),
+            );
+        } else {
+            router = router
+                .route(&function.path, post(resume).fallback(method_not_allowed))
+                .route(&invocation_path, post(invoke).fallback(method_not_allowed));
+        }
+    }
+    router
         .fallback(any(not_found))
+        .layer(CatchPanicLayer::custom(answer_panic))
         .with_state(state)
+}
+
+/// A panic in one request answers that request with 500 and leaves the process serving.
+fn answer_panic(_panic: Box<dyn Any + Send>) -> Response {
+    tracing::error!("a request handler panicked; answered 500 and kept serving");
+    GatewayError::Internal.into_response()
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -77,10 +101,16 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(INVOCATION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let result = handle(&state, &headers, body, started).await;
+    let span = tracing::info_span!("request", invocation_id = tracing::field::Empty);
+    if let Some(id) = &invocation_id {
+        span.record("invocation_id", id.as_str());
+    }
+    let result = handle(&state, &headers, body, started)
+        .instrument(span.clone())
+        .await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let invocation = invocation_id.as_deref();
-    match result {
+    span.in_scope(|| match result {
         Ok(outcome) => {
             let target = &outcome.target;
             tracing::info!(
@@ -146,7 +176,7 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             }
             problem.into_response()
         }
-    }
+    })
 }
 
 fn success_body<'a>(
@@ -187,8 +217,19 @@ async fn handle(
     body: Body,
     started: Instant,
 ) -> Result<Outcome, Failure> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // The host drops a chunked body and its Content-Type when forwarding: say so, not "415".
+    if declared.unwrap_or(0) == 0 && !headers.contains_key(header::CONTENT_TYPE) {
+        return Err((GatewayError::EmptyBody, None));
+    }
     check_content_type(headers).map_err(|e| (e, None))?;
-    let bytes = read_body(headers, body).await.map_err(|e| (e, None))?;
+    let bytes = read_body(declared, body).await.map_err(|e| (e, None))?;
+    if bytes.is_empty() {
+        return Err((GatewayError::EmptyBody, None));
+    }
     let request = ResumeRequest::parse(&bytes).map_err(|e| (e.into(), None))?;
     let resume = {
         let (resumer, request) = (Arc::clone(&state.resumer), request.clone());
@@ -202,6 +243,52 @@ async fn handle(
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(e)) => Err((e.into(), Some(request))),
         Err(e) => Err((GatewayError::Conflict(e), Some(request))),
+    }
+}
+
+/// A JSON invocation from the host: unwrap the request, run it like a forwarded one, and wrap
+/// the answer as the `res` output. Always HTTP 200: the real status is `res.statusCode`.
+async fn invoke(State(state): State<Arc<AppState>>, outer: HeaderMap, body: Body) -> Response {
+    let answer = match axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await {
+        Ok(payload) => invocation_answer(state, &outer, &payload).await,
+        Err(_) => GatewayError::TooLarge.into_response(),
+    };
+    axum::Json(host::invocation_result(answer).await).into_response()
+}
+
+async fn invocation_answer(state: Arc<AppState>, outer: &HeaderMap, payload: &[u8]) -> Response {
+    match host::read_invocation(payload) {
+        Err(e) => GatewayError::from(e).into_response(),
+        Ok(request) if request.method != Method::POST => {
+            GatewayError::MethodNotAllowed(request.method.to_string()).into_response()
+        }
+        Ok(mut request) => {
+            // The host names the invocation on its own request, not inside the caller's headers.
+            if let Some(id) = outer.get(INVOCATION_ID) {
+                request.headers.insert(INVOCATION_ID, id.clone());
+            }
+            resume(State(state), request.headers, Body::from(request.body)).await
+        }
+    }
+}
+
+/// Both kinds of request on one path (empty `routePrefix`): a JSON invocation has `Data`,
+/// which a resume request can never have.
+async fn resume_or_invoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await else {
+        return GatewayError::TooLarge.into_response();
+    };
+    let is_invocation = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v.get("Data").is_some_and(serde_json::Value::is_object));
+    if is_invocation {
+        let answer = invocation_answer(state, &headers, &bytes).await;
+        axum::Json(host::invocation_result(answer).await).into_response()
+    } else {
+        resume(State(state), headers, Body::from(bytes)).await
     }
 }
 
@@ -226,11 +313,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
 }
 
 /// Reads at most [`MAX_BODY_BYTES`], refusing early when `Content-Length` already says more.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, GatewayError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+async fn read_body(declared: Option<u64>, body: Body) -> Result<axum::body::Bytes, GatewayError> {
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(GatewayError::TooLarge);
     }
@@ -251,6 +334,32 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_router_keeps_serving() {
+        use tower::ServiceExt;
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "ok" }))
+            .layer(CatchPanicLayer::custom(answer_panic));
+        let get_ = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let r = app.clone().oneshot(get_("/boom")).await.unwrap();
+        assert_eq!(r.status(), 500);
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let r = app.oneshot(get_("/fine")).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
 
     #[test]
     fn json_content_types() {

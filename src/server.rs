@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::credential::TokenSource;
 use crate::dedupe::Deduplicator;
+use crate::host;
 use crate::resume::Resumer;
 use crate::routes::{AppState, router};
 
@@ -23,6 +24,8 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 pub enum StartError {
     #[error(transparent)]
     Credential(#[from] crate::credential::CredentialSetupError),
+    #[error(transparent)]
+    Layout(#[from] crate::host::LayoutError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -39,6 +42,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let tokens = Arc::new(TokenSource::from_config(&config)?);
+    let functions = host::discover(&config.app_root)?;
     // IPv4 loopback: the host polls http://127.0.0.1:<port>/ and nothing else should reach us.
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
     let listener = TcpListener::bind(addr)
@@ -53,6 +57,7 @@ pub async fn serve(
         dry_run = config.dry_run,
         deadline_s = config.deadline.as_secs(),
         version = env!("CARGO_PKG_VERSION"),
+        functions = %functions.iter().map(|f| format!("{} at {}", f.name, f.path)).collect::<Vec<_>>().join(", "),
         "resume gateway listening"
     );
     if config.dry_run {
@@ -74,7 +79,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let serving = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let serving = axum::serve(listener, router(state, &functions)).with_graceful_shutdown(signal);
     let deadline = async move {
         let _ = stopping.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;

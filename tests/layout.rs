@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use resume_gateway::callout::ResumeRequest;
-use resume_gateway::config::SETTINGS;
+use resume_gateway::config::{HOST_SET, SETTINGS};
 use serde_json::Value;
 
 fn json(path: &str) -> Value {
@@ -65,15 +65,26 @@ fn local_settings_sample_lists_every_setting_and_runs_dry() {
         values["RESUME_DRY_RUN"], "true",
         "a first `func start` must not touch Graph"
     );
-    for setting in SETTINGS
-        .iter()
-        .filter(|s| **s != "FUNCTIONS_CUSTOMHANDLER_PORT")
-    {
+    for setting in SETTINGS.iter().filter(|s| !HOST_SET.contains(s)) {
         assert!(
             values.contains_key(*setting),
             "local.settings.sample.json lacks {setting}"
         );
     }
+}
+
+#[test]
+fn readme_build_step_puts_the_binary_where_host_json_starts_it() {
+    let host = json("host.json");
+    let exe = host["customHandler"]["description"]["defaultExecutablePath"]
+        .as_str()
+        .unwrap();
+    let readme = text("README.md");
+    assert!(
+        readme.contains(&format!("cp target/release/handler ./{exe}")),
+        "the README's func start steps must copy the binary to ./{exe}"
+    );
+    assert!(readme.contains("func start"));
 }
 
 #[test]

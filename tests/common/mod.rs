@@ -3,6 +3,8 @@
 //! mock App Service managed-identity endpoint.
 #![allow(dead_code)]
 
+pub mod host;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -264,22 +266,18 @@ pub fn spawn(env: &[(String, String)], port: u16) -> (Child, Output) {
     }
     let mut child = cmd.spawn().expect("the handler binary starts");
     let output = Output::default();
-    let pipe = |stream: Box<dyn std::io::Read + Send>, sink: Arc<Mutex<Vec<String>>>| {
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-    };
-    pipe(
-        Box::new(child.stdout.take().unwrap()),
-        output.stdout.clone(),
-    );
-    pipe(
-        Box::new(child.stderr.take().unwrap()),
-        output.stderr.clone(),
-    );
+    pipe_lines(child.stdout.take().unwrap(), output.stdout.clone());
+    pipe_lines(child.stderr.take().unwrap(), output.stderr.clone());
     (child, output)
+}
+
+/// Collects a child's output lines in the background.
+pub fn pipe_lines(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
 }
 
 impl Gateway {
