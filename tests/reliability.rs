@@ -356,15 +356,7 @@ async fn a_thousand_concurrent_requests_on_a_cold_cache_make_one_identity_call()
 
 #[tokio::test]
 async fn concurrent_duplicates_share_one_graph_call_and_repeats_are_answered_from_memory() {
-    let graph = Graph::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(204)
-                .insert_header("request-id", "only-once")
-                .set_delay(Duration::from_millis(500)),
-        )
-        .mount(&graph.server)
-        .await;
+    let graph = Graph::slow(Duration::from_millis(500), "only-once").await;
     let identity = Identity::start().await;
     let gw = Arc::new(Gateway::start(&env_for(&graph, &identity)).await);
     let body = request_for(42, "completed");
@@ -405,15 +397,7 @@ async fn concurrent_duplicates_share_one_graph_call_and_repeats_are_answered_fro
 
 #[tokio::test]
 async fn a_caller_that_hangs_up_does_not_lose_the_resume() {
-    let graph = Graph::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(204)
-                .insert_header("request-id", "finished-alone")
-                .set_delay(Duration::from_millis(800)),
-        )
-        .mount(&graph.server)
-        .await;
+    let graph = Graph::slow(Duration::from_millis(800), "finished-alone").await;
     let identity = Identity::start().await;
     let gw = Gateway::start(&env_for(&graph, &identity)).await;
     let body = request_for(43, "completed");
@@ -556,11 +540,7 @@ async fn accounting_every_200_matches_a_graph_success_and_none_is_lost() {
 
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
-    let graph = Graph::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_millis(1500)))
-        .mount(&graph.server)
-        .await;
+    let graph = Graph::slow(Duration::from_millis(1500), "after-sigterm").await;
     let identity = Identity::start().await;
     let mut gw = Gateway::start(&env_for(&graph, &identity)).await;
     let client = gw.client.clone();

@@ -279,29 +279,7 @@ impl FunctionsHost {
             .build()
             .unwrap();
         let worker = format!("http://127.0.0.1:{port}");
-        loop {
-            if client
-                .get(format!("{worker}/"))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "handler exited with {status} during start:\n{}",
-                    output.all()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "handler not ready within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let ready_after = started.elapsed();
+        let ready_after = super::wait_ready(&client, port, &mut child, &output, started).await;
 
         let logs = Arc::new(Mutex::new(Vec::new()));
         let ids = Arc::new(Mutex::new(Vec::new()));

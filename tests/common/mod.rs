@@ -163,6 +163,20 @@ impl Graph {
         g
     }
 
+    /// Graph that accepts every resume with 204 and `request_id`, after `delay`.
+    pub async fn slow(delay: Duration, request_id: &str) -> Self {
+        let g = Self::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(204)
+                    .insert_header("request-id", request_id)
+                    .set_delay(delay),
+            )
+            .mount(&g.server)
+            .await;
+        g
+    }
+
     pub async fn requests(&self) -> Vec<Request> {
         self.server.received_requests().await.unwrap_or_default()
     }
@@ -271,6 +285,41 @@ pub fn spawn(env: &[(String, String)], port: u16) -> (Child, Output) {
     (child, output)
 }
 
+/// Polls `GET http://127.0.0.1:<port>/` as the Functions host does (every 25 ms, 30 s limit)
+/// and returns the time since `started`; panics with the child's output if it exits first.
+pub async fn wait_ready(
+    client: &reqwest::Client,
+    port: u16,
+    child: &mut Child,
+    output: &Output,
+    started: Instant,
+) -> Duration {
+    let ready = format!("http://127.0.0.1:{port}/");
+    loop {
+        if let Ok(r) = client
+            .get(&ready)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            assert_eq!(r.status(), 200, "GET / must answer 200");
+            return started.elapsed();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "handler exited with {status} before it was ready:\n{}",
+                output.all()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "handler not ready within 30 s:\n{}",
+            output.all()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Collects a child's output lines in the background.
 pub fn pipe_lines(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
@@ -291,36 +340,13 @@ impl Gateway {
             .timeout(Duration::from_secs(240))
             .build()
             .unwrap();
-        let ready = format!("http://127.0.0.1:{port}/");
-        loop {
-            if let Ok(r) = client
-                .get(&ready)
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-            {
-                assert_eq!(r.status(), 200, "GET / must answer 200");
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "handler exited with {status} before it was ready:\n{}",
-                    output.all()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "handler not ready within 30 s:\n{}",
-                output.all()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let ready_after = wait_ready(&client, port, &mut child, &output, started).await;
         Self {
             child,
             port,
             output,
             client,
-            ready_after: started.elapsed(),
+            ready_after,
         }
     }
 
