@@ -33,7 +33,6 @@ pub struct Outcome {
     pub graph_request_id: Option<String>,
     pub client_request_id: String,
     pub attempts: u32,
-    pub elapsed: Duration,
     /// In dry-run: the request that would have been sent.
     pub dry_run: Option<DryRun>,
     /// True when this answer repeats an earlier success instead of calling Graph again.
@@ -126,16 +125,6 @@ impl Resumer {
         }
     }
 
-    /// The token source, for readiness and diagnostics.
-    pub fn tokens(&self) -> &TokenSource {
-        &self.tokens
-    }
-
-    /// The per-request time budget.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
-    }
-
     /// Resumes the task, retrying transient failures until `started + deadline`.
     pub async fn resume(
         &self,
@@ -158,7 +147,6 @@ impl Resumer {
             graph_request_id,
             client_request_id: client_request_id.clone(),
             attempts,
-            elapsed: started.elapsed(),
             dry_run,
             already_resumed: false,
         };
