@@ -8,11 +8,13 @@
 //! with [`resume`] driving retries.
 
 pub mod callout;
+pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod graph;
 pub mod ids;
 pub mod logging;
+pub mod ops;
 pub mod problem;
 pub mod resume;
 pub mod resume_path;

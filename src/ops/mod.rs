@@ -1,0 +1,98 @@
+//! Operator commands: the gateway's own settings, credential and Graph client, driven from a
+//! shell instead of an HTTP request. Each command prints text, or one JSON document with
+//! `--json`, on stdout; diagnostics go to stderr. Only ids are printed, never a subject's
+//! name, UPN or mail, and never a token.
+
+pub mod check;
+pub mod pending;
+pub mod resume;
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::logging;
+
+/// The command did what was asked.
+pub const EXIT_OK: u8 = 0;
+/// Graph, the identity or a check said no.
+pub const EXIT_FAILED: u8 = 1;
+/// A setting or argument cannot work (the same code clap and the serve path use).
+pub const EXIT_USAGE: u8 = 2;
+
+/// The settings, or the exit code after saying on one stderr line which one is wrong,
+/// exactly as the serve path does.
+pub(crate) fn settings() -> Result<Config, ExitCode> {
+    let config = Config::from_env().map_err(|e| {
+        eprintln!("resume-gateway: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    init_logging()?;
+    Ok(config)
+}
+
+/// Logs to stderr only (stdout carries the command's output), warnings by default.
+pub(crate) fn init_logging() -> Result<(), ExitCode> {
+    let value = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "warn".to_owned());
+    let filter = logging::filter(Some(value)).map_err(|e| {
+        eprintln!("resume-gateway: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    logging::init_stderr(filter);
+    Ok(())
+}
+
+/// Runs `work` on a small runtime; commands make a handful of calls at a time.
+pub(crate) fn block_on<F: std::future::Future<Output = ExitCode>>(work: F) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => {
+            eprintln!("resume-gateway: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// Prints one JSON document on stdout.
+pub(crate) fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("resume-gateway: cannot write JSON: {e}"),
+    }
+}
+
+/// A duration as an operator reads it: `45s`, `12m 5s`, `3h 2m`, `2d 4h`.
+pub(crate) fn human_age(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(human_age(45), "45s");
+        assert_eq!(human_age(12 * 60 + 5), "12m 5s");
+        assert_eq!(human_age(3 * 3600 + 2 * 60 + 9), "3h 2m");
+        assert_eq!(human_age(2 * 86_400 + 4 * 3600), "2d 4h");
+    }
+}
