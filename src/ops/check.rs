@@ -106,7 +106,10 @@ pub fn main(args: CheckArgs) -> ExitCode {
             if let Err(code) = super::init_logging() {
                 return code;
             }
-            block_on_report(config, args.extension.as_deref())
+            match block_on(run(&config, args.extension.as_deref())) {
+                Ok(report) => report,
+                Err(code) => return code,
+            }
         }
     };
     if args.json {
@@ -115,24 +118,6 @@ pub fn main(args: CheckArgs) -> ExitCode {
         print_report(&report);
     }
     ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILED })
-}
-
-fn block_on_report(config: Config, extension: Option<&str>) -> Report {
-    let mut out = None;
-    block_on(async {
-        out = Some(run(&config, extension).await);
-        ExitCode::SUCCESS
-    });
-    out.unwrap_or_else(|| Report {
-        ok: false,
-        credential: None,
-        identity: None,
-        checks: vec![Check::new(
-            "runtime",
-            Status::Fail,
-            "the async runtime could not start",
-        )],
-    })
 }
 
 async fn run(config: &Config, extension: Option<&str>) -> Report {

@@ -46,16 +46,17 @@ pub(crate) fn init_logging() -> Result<(), ExitCode> {
     Ok(())
 }
 
-/// Runs `work` on a small runtime; commands make a handful of calls at a time.
-pub(crate) fn block_on<F: std::future::Future<Output = ExitCode>>(work: F) -> ExitCode {
+/// Runs `work` on a single-threaded runtime (commands make one call at a time), or gives the
+/// exit code after saying why no runtime could start.
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, ExitCode> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(work),
+        Ok(rt) => Ok(rt.block_on(work)),
         Err(e) => {
             eprintln!("resume-gateway: cannot start the async runtime: {e}");
-            ExitCode::from(EXIT_FAILED)
+            Err(ExitCode::from(EXIT_FAILED))
         }
     }
 }

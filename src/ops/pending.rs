@@ -132,6 +132,7 @@ pub fn main(args: PendingArgs) -> ExitCode {
             }
         }
     })
+    .unwrap_or_else(|code| code)
 }
 
 async fn scan(
@@ -195,7 +196,7 @@ async fn scan(
                 .map(|r| pending_task(workflow, &run.id, r, now)),
         );
     }
-    pending.sort_by(|a, b| b.age_seconds.cmp(&a.age_seconds));
+    pending.sort_by_key(|p| std::cmp::Reverse(p.age_seconds));
     Ok(Report {
         workflow_id: workflow.to_string(),
         runs_total: runs.len(),

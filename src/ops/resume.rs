@@ -161,6 +161,7 @@ pub fn main(args: ResumeArgs) -> ExitCode {
             }
         }
     })
+    .unwrap_or_else(|code| code)
 }
 
 fn print_outcome(o: &Outcome) {
