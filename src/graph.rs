@@ -590,6 +590,7 @@ mod tests {
 
     #[test]
     fn next_links_stay_on_the_configured_graph() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = crate::config::Config::from_lookup(|k| {
             (k == "GRAPH_ENDPOINT").then(|| "http://127.0.0.1:8080".to_owned())
         })

@@ -165,9 +165,15 @@ async fn run(config: &Config, extension: Option<&str>) -> Report {
             None => None,
         };
         let listed = matches!(listing, Some(Listing::Listed(_)));
-        checks.push(permission_check(id, listed, extension.is_some()));
+        let signed_in_user = source == CredentialSource::Developer;
+        checks.push(permission_check(
+            id,
+            listed,
+            extension.is_some(),
+            signed_in_user,
+        ));
         if let (Some(listing), Some(ext)) = (listing, extension) {
-            checks.push(extension_check(listing, ext, id));
+            checks.push(extension_check(listing, ext, id, signed_in_user));
         }
     } else {
         checks.push(Check::new("identity", Status::Skip, "needs a token"));
@@ -227,7 +233,17 @@ fn identity_check(id: &TokenIdentity, source: CredentialSource) -> Check {
     }
 }
 
-fn permission_check(id: &TokenIdentity, listed: bool, extension_given: bool) -> Check {
+/// A signed-in user's token (developer credential) carries no application roles: Graph
+/// authorizes it by the user's directory role, which the token does not show, so a missing
+/// role or listing is a warning there, not a failure.
+const USER_TOKEN: &str = "this is a signed-in user's token (RESUME_CREDENTIAL=developer): Graph authorizes it by the user's Lifecycle Workflows Administrator role, not by application permissions; the Function App's identity needs its own grant";
+
+fn permission_check(
+    id: &TokenIdentity,
+    listed: bool,
+    extension_given: bool,
+    signed_in_user: bool,
+) -> Check {
     let app = id.app_id.as_deref().unwrap_or("<application id>");
     if id.has_lifecycle_write() {
         return Check::new(
@@ -250,6 +266,10 @@ fn permission_check(id: &TokenIdentity, listed: bool, extension_given: bool) -> 
             Status::Pass,
             format!("{carries}; not needed: the identity is in the extension's authorizedApps"),
         );
+    }
+    if signed_in_user {
+        return Check::new("permission", Status::Warn, format!("{carries}; {USER_TOKEN}"))
+            .remedy("Run `handler check` with the Function App's settings (for example from its SSH console) to check the gateway's own identity.");
     }
     let hint = if extension_given {
         ""
@@ -384,7 +404,7 @@ async fn read_listing(
     }
 }
 
-fn extension_check(listing: Listing, ext: &str, id: &TokenIdentity) -> Check {
+fn extension_check(listing: Listing, ext: &str, id: &TokenIdentity, signed_in_user: bool) -> Check {
     let app = id.app_id.as_deref().unwrap_or("<application id>");
     match listing {
         Listing::Listed(how) => Check::new(
@@ -401,14 +421,16 @@ fn extension_check(listing: Listing, ext: &str, id: &TokenIdentity) -> Check {
             let detail = format!(
                 "application id {app} is not in authorizedApps of extension {ext}, which {listed}"
             );
-            let status = if id.has_lifecycle_write() {
+            let status = if id.has_lifecycle_write() || signed_in_user {
                 Status::Warn
             } else {
                 Status::Fail
             };
             Check::new("authorizedApps", status, detail).remedy(format!(
                 "Add {app} to the extension's Authorized apps (Entra admin center → Lifecycle workflows → Custom extensions → {ext} → Authorized apps){}.",
-                if status == Status::Warn {
+                if signed_in_user {
+                    format!("; {USER_TOKEN}")
+                } else if status == Status::Warn {
                     format!("; until then {PERMISSION} lets it resume")
                 } else {
                     format!(", or grant it {PERMISSION}")
@@ -486,4 +508,48 @@ fn print_report(r: &Report) {
             "Some checks failed; see the remedies above."
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(roles: &[&str]) -> TokenIdentity {
+        TokenIdentity {
+            app_id: Some("8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f".into()),
+            object_id: None,
+            tenant_id: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_role_or_a_listing_is_enough() {
+        let with_role = identity(&[PERMISSION]);
+        assert_eq!(
+            permission_check(&with_role, false, false, false).status,
+            Status::Pass
+        );
+        let bare = identity(&[]);
+        assert_eq!(
+            permission_check(&bare, true, true, false).status,
+            Status::Pass
+        );
+        let c = permission_check(&bare, false, false, false);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.remedy.unwrap().contains("--extension"));
+    }
+
+    #[test]
+    fn a_signed_in_users_token_only_warns() {
+        let user = identity(&[]);
+        let c = permission_check(&user, false, true, true);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("signed-in user"));
+        let c = extension_check(Listing::NotListed(vec![]), "ext", &user, true);
+        assert_eq!(c.status, Status::Warn);
+        let c = extension_check(Listing::NotListed(vec![]), "ext", &user, false);
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.detail.contains("lists no apps"));
+    }
 }
