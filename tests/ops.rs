@@ -782,6 +782,31 @@ async fn check_fails_on_a_bad_setting_without_calling_anything() {
     assert_eq!(check_named(&report, "token")["status"], "skip");
     assert_eq!(identity.calls().await, 0);
     assert_eq!(graph.calls().await, 0);
+
+    let env = with(env_for(&graph, &identity), &[("RUST_LOG", "info,[[")]);
+    let ran = handler(&env, &["check", "--json"]).await;
+    assert_eq!(ran.code, 1);
+    let settings = check_named(&ran.json(), "settings").clone();
+    assert_eq!(settings["status"], "fail");
+    assert!(
+        settings["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid setting RUST_LOG=")
+    );
+}
+
+#[tokio::test]
+async fn serve_is_the_default_and_keeps_its_exit_codes() {
+    for args in [vec![], vec!["serve"]] {
+        let ran = handler(&[("GRAPH_CLOUD".into(), "mars".into())], &args).await;
+        assert_eq!(ran.code, 2, "{args:?}");
+        assert_eq!(
+            ran.stderr.trim(),
+            "resume-gateway: invalid setting GRAPH_CLOUD=\"mars\": global, usgov, usgovdod, china"
+        );
+        assert!(ran.stdout.is_empty());
+    }
 }
 
 #[tokio::test]

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EXIT_FAILED, EXIT_OK, block_on, print_json};
+use super::{EXIT_FAILED, EXIT_OK, block_on, print_json, settings_and_log_filter};
 use crate::cli::CheckArgs;
 use crate::config::Config;
 use crate::credential::{CredentialSource, TokenIdentity, TokenSource};
 use crate::graph::{AttemptError, GetError, GraphClient};
 use crate::ids::Guid;
+use crate::logging;
 
 const PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,7 +83,7 @@ enum Listing {
 
 /// `handler check`.
 pub fn main(args: CheckArgs) -> ExitCode {
-    let report = match Config::from_env() {
+    let report = match settings_and_log_filter() {
         Err(e) => {
             let mut checks =
                 vec![
@@ -102,10 +103,8 @@ pub fn main(args: CheckArgs) -> ExitCode {
                 checks,
             }
         }
-        Ok(config) => {
-            if let Err(code) = super::init_logging() {
-                return code;
-            }
+        Ok((config, filter)) => {
+            logging::init_stderr(filter);
             match block_on(run(&config, args.extension.as_deref())) {
                 Ok(report) => report,
                 Err(code) => return code,

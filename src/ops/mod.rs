@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, ConfigError};
 use crate::logging;
 
 /// The command did what was asked.
@@ -24,26 +26,27 @@ pub const EXIT_USAGE: u8 = 2;
 /// The settings, or the exit code after saying on one stderr line which one is wrong,
 /// exactly as the serve path does.
 pub(crate) fn settings() -> Result<Config, ExitCode> {
-    let config = Config::from_env().map_err(|e| {
-        eprintln!("resume-gateway: {e}");
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    init_logging()?;
-    Ok(config)
+    match settings_and_log_filter() {
+        Ok((config, filter)) => {
+            logging::init_stderr(filter);
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("resume-gateway: {e}");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+    }
 }
 
-/// Logs to stderr only (stdout carries the command's output), warnings by default.
-pub(crate) fn init_logging() -> Result<(), ExitCode> {
+/// Every setting, `RUST_LOG` included; commands log warnings only unless it says otherwise,
+/// and only to stderr (stdout carries the command's output).
+pub(crate) fn settings_and_log_filter() -> Result<(Config, EnvFilter), ConfigError> {
+    let config = Config::from_env()?;
     let value = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "warn".to_owned());
-    let filter = logging::filter(Some(value)).map_err(|e| {
-        eprintln!("resume-gateway: {e}");
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    logging::init_stderr(filter);
-    Ok(())
+    Ok((config, logging::filter(Some(value))?))
 }
 
 /// Runs `work` on a single-threaded runtime (commands make one call at a time), or gives the
