@@ -292,6 +292,7 @@ mod tests {
             graph_request_id: Some("r".into()),
             client_request_id: "c".into(),
             attempts: 1,
+            elapsed: Duration::ZERO,
             dry_run: None,
             already_resumed: false,
         }

@@ -1,7 +1,12 @@
-//! One resume call to Microsoft Graph, and what its answer means: accepted, worth retrying,
-//! or refused for good.
+//! Calls to Microsoft Graph and what their answers mean: accepted, worth retrying, or refused
+//! for good. One resume call per attempt (the resume loop lives in `resume`), and a retrying,
+//! paging GET for the operator commands; both share one retry policy.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -11,6 +16,12 @@ use crate::callout::OperationStatus;
 use crate::config::Config;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// No single GET may take longer than this, so a hung connection leaves time to retry.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A listing stops here rather than follow a `nextLink` loop for ever.
+const MAX_PAGES: usize = 1000;
 /// How much of an error answer is read; Graph's errors are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 /// A `Retry-After` beyond this is taken as this: nobody waits an hour inside a resume.
@@ -85,12 +96,88 @@ pub enum AttemptError {
     Permanent(GraphFailure),
 }
 
-/// A Graph client for resume calls.
+/// A JSON document Graph returned to a GET.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub body: serde_json::Value,
+    pub request_id: Option<String>,
+    pub attempts: u32,
+}
+
+/// Why a GET gave no document.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GetError {
+    /// Graph refused for good (4xx other than 408/429).
+    #[error("Graph answered {}: {}", .0.status.map_or_else(|| "nothing".to_owned(), |s| s.to_string()), .0.message)]
+    Refused(GraphFailure),
+    /// Throttling, faults or silence until the deadline.
+    #[error("Graph did not answer in time after {attempts} attempts{}", .last.as_ref().map(|f| format!(": {}", f.message)).unwrap_or_default())]
+    Unavailable {
+        last: Option<GraphFailure>,
+        attempts: u32,
+    },
+    #[error("Graph's @odata.nextLink {0} is not under the configured Graph; not followed")]
+    ForeignLink(String),
+    #[error("Graph's answer to {0} has no `value` array")]
+    NotACollection(String),
+    #[error("the collection has more than {0} pages; stopped")]
+    TooManyPages(usize),
+}
+
+impl GraphFailure {
+    fn without_answer(message: String) -> Self {
+        Self {
+            status: None,
+            code: None,
+            message,
+            request_id: None,
+            retry_after: None,
+            throttle_scope: None,
+        }
+    }
+}
+
+/// The retry schedule every Graph call shares: exponential from 200 ms to 10 s, unbounded in
+/// count because the caller's deadline bounds it.
+pub fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times()
+}
+
+/// The wait before the next try: Graph's `Retry-After` wins, otherwise full jitter over the
+/// exponential step; `None` (give up) when the wait would end past `deadline`.
+pub fn next_wait(
+    retry_after: Option<Duration>,
+    planned: Option<Duration>,
+    deadline: tokio::time::Instant,
+) -> Option<Duration> {
+    let wait = retry_after.unwrap_or_else(|| full_jitter(planned.unwrap_or(MAX_BACKOFF)));
+    (tokio::time::Instant::now() + wait + MIN_ATTEMPT_BUDGET <= deadline).then_some(wait)
+}
+
+/// A retry is only worth waiting for if at least this much of the deadline is left after the
+/// wait: less cannot reach Graph and get an answer, and would only blur the attempt count.
+const MIN_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
+
+/// A uniformly random wait between zero and `step` ("full jitter"), so that many gateways
+/// retrying after the same outage do not arrive together.
+pub fn full_jitter(step: Duration) -> Duration {
+    let millis = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(fastrand::u64(0..=millis))
+}
+
+/// A Graph client: resume calls, and the GETs the operator commands make.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
     /// `{base}/{version}`, to which the resume path is appended.
     root: String,
+    /// `{cloud's Graph}/{version}`: where Graph's own `@odata.nextLink`s point when
+    /// `GRAPH_ENDPOINT` is a proxy.
+    cloud_root: String,
 }
 
 impl GraphClient {
@@ -106,6 +193,11 @@ impl GraphClient {
         Self {
             http,
             root: format!("{}/{}", config.graph_base, config.api_version.as_str()),
+            cloud_root: format!(
+                "{}/{}",
+                config.cloud.graph_base(),
+                config.api_version.as_str()
+            ),
         }
     }
 
@@ -144,37 +236,216 @@ impl GraphClient {
                 request_id,
             });
         }
-        let body = read_limited(response, timeout).await;
-        let error = serde_json::from_slice::<ErrorEnvelope>(&body)
-            .ok()
-            .map(|e| e.error);
-        let failure = GraphFailure {
-            status: Some(status.as_u16()),
-            code: error.as_ref().and_then(|e| e.code.clone()),
-            message: error
-                .as_ref()
-                .and_then(|e| e.message.clone())
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| {
-                    format!(
-                        "Graph answered {status} without an error message{}",
-                        if body.is_empty() {
-                            ""
-                        } else {
-                            " it could read"
-                        }
-                    )
-                }),
-            request_id: request_id
-                .or_else(|| error.and_then(|e| e.inner_error).and_then(|i| i.request_id)),
-            retry_after: retry_after(&headers, SystemTime::now()),
-            throttle_scope: header(&headers, "x-ms-throttle-scope"),
-        };
-        if is_transient(status) {
-            Err(AttemptError::Transient(failure))
-        } else {
-            Err(AttemptError::Permanent(failure))
+        Err(refusal(status, &headers, response, timeout).await)
+    }
+
+    /// Sends one GET to an absolute URL under this client's Graph; `timeout` bounds the
+    /// attempt, body included.
+    pub async fn get(
+        &self,
+        url: &str,
+        bearer: &str,
+        client_request_id: &str,
+        timeout: Duration,
+    ) -> Result<Fetched, AttemptError> {
+        let started = tokio::time::Instant::now();
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(bearer)
+            .header("client-request-id", client_request_id)
+            .header("return-client-request-id", "true")
+            .header("accept", "application/json")
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| AttemptError::Transient(transport_failure(&e, timeout)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if !status.is_success() {
+            return Err(refusal(status, &headers, response, timeout).await);
         }
+        let request_id = header(&headers, "request-id");
+        let left = timeout.saturating_sub(started.elapsed());
+        let bytes = match tokio::time::timeout(left, response.bytes()).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return Err(AttemptError::Transient(transport_failure(&e, timeout))),
+            Err(_) => {
+                return Err(AttemptError::Transient(GraphFailure::without_answer(
+                    format!(
+                        "Graph did not finish its answer within {:.1} s",
+                        timeout.as_secs_f64()
+                    ),
+                )));
+            }
+        };
+        let body = serde_json::from_slice(&bytes).map_err(|e| {
+            AttemptError::Permanent(GraphFailure {
+                status: Some(status.as_u16()),
+                code: None,
+                message: format!("Graph's answer is not JSON: {e}"),
+                request_id: request_id.clone(),
+                retry_after: None,
+                throttle_scope: None,
+            })
+        })?;
+        Ok(Fetched {
+            body,
+            request_id,
+            attempts: 1,
+        })
+    }
+
+    /// GETs `url`, retrying throttling and server faults as a resume is retried (Graph's
+    /// `Retry-After` first, else jittered exponential backoff) until `deadline`.
+    pub async fn get_retrying(
+        &self,
+        url: &str,
+        bearer: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Fetched, GetError> {
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let attempts = AtomicU32::new(0);
+        let last: Mutex<Option<GraphFailure>> = Mutex::new(None);
+        let attempt = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let result = self
+                .get(url, bearer, &client_request_id, left.min(ATTEMPT_TIMEOUT))
+                .await;
+            if let Err(AttemptError::Transient(f) | AttemptError::Permanent(f)) = &result {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+            }
+            result
+        };
+        let retrying = attempt
+            .retry(backoff())
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, AttemptError::Transient(_)))
+            .notify(|e, wait| {
+                if let AttemptError::Transient(f) = e {
+                    tracing::info!(status = f.status, error = %f.message, wait_ms = wait.as_millis() as u64, "transient Graph failure, retrying");
+                }
+            })
+            .adjust(|e, planned| {
+                let asked = match e {
+                    AttemptError::Transient(f) => f.retry_after,
+                    AttemptError::Permanent(_) => None,
+                };
+                next_wait(asked, planned, deadline)
+            });
+        let result = tokio::time::timeout_at(deadline, retrying).await;
+        let attempts = attempts.load(Ordering::Relaxed);
+        match result {
+            Ok(Ok(fetched)) => Ok(Fetched {
+                attempts,
+                ..fetched
+            }),
+            Ok(Err(AttemptError::Permanent(failure))) => Err(GetError::Refused(failure)),
+            Ok(Err(AttemptError::Transient(failure))) => Err(GetError::Unavailable {
+                last: Some(failure),
+                attempts,
+            }),
+            Err(_elapsed) => Err(GetError::Unavailable {
+                last: last.lock().unwrap_or_else(|p| p.into_inner()).take(),
+                attempts,
+            }),
+        }
+    }
+
+    /// Every item of a Graph collection at `path` (relative to the version root, query
+    /// included), following `@odata.nextLink`; each page gets its own `deadline_per_page`.
+    pub async fn list(
+        &self,
+        path: &str,
+        bearer: &str,
+        deadline_per_page: Duration,
+    ) -> Result<Vec<serde_json::Value>, GetError> {
+        let mut items = Vec::new();
+        let mut next = Some(self.url(path));
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(GetError::TooManyPages(MAX_PAGES));
+            }
+            let page = self
+                .get_retrying(
+                    &url,
+                    bearer,
+                    tokio::time::Instant::now() + deadline_per_page,
+                )
+                .await?;
+            let mut body = page.body;
+            match body.get_mut("value").map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(values)) => items.extend(values),
+                _ => return Err(GetError::NotACollection(url)),
+            }
+            next = match body
+                .get("@odata.nextLink")
+                .and_then(serde_json::Value::as_str)
+            {
+                None => None,
+                Some(link) => Some(self.same_graph(link)?),
+            };
+        }
+        Ok(items)
+    }
+
+    /// A `nextLink` mapped onto this client's Graph, so that the bearer token never goes
+    /// anywhere else.
+    fn same_graph(&self, link: &str) -> Result<String, GetError> {
+        [&self.root, &self.cloud_root]
+            .into_iter()
+            .find_map(|root| {
+                link.strip_prefix(root.as_str()).filter(|rest| {
+                    let path = rest.split('?').next().unwrap_or_default();
+                    path.starts_with('/') && !path.split('/').any(|s| s == "..")
+                })
+            })
+            .map(|rest| format!("{}{rest}", self.root))
+            .ok_or_else(|| GetError::ForeignLink(link.to_owned()))
+    }
+}
+
+/// Graph's non-2xx answer, classified, with its error code, message and request-id.
+async fn refusal(
+    status: StatusCode,
+    headers: &HeaderMap,
+    response: reqwest::Response,
+    timeout: Duration,
+) -> AttemptError {
+    let request_id = header(headers, "request-id");
+    let body = read_limited(response, timeout).await;
+    let error = serde_json::from_slice::<ErrorEnvelope>(&body)
+        .ok()
+        .map(|e| e.error);
+    let failure = GraphFailure {
+        status: Some(status.as_u16()),
+        code: error.as_ref().and_then(|e| e.code.clone()),
+        message: error
+            .as_ref()
+            .and_then(|e| e.message.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "Graph answered {status} without an error message{}",
+                    if body.is_empty() {
+                        ""
+                    } else {
+                        " it could read"
+                    }
+                )
+            }),
+        request_id: request_id
+            .or_else(|| error.and_then(|e| e.inner_error).and_then(|i| i.request_id)),
+        retry_after: retry_after(headers, SystemTime::now()),
+        throttle_scope: header(headers, "x-ms-throttle-scope"),
+    };
+    if is_transient(status) {
+        AttemptError::Transient(failure)
+    } else {
+        AttemptError::Permanent(failure)
     }
 }
 
@@ -310,6 +581,44 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_the_step() {
+        let step = Duration::from_millis(800);
+        let waits: Vec<_> = (0..1000).map(|_| full_jitter(step)).collect();
+        assert!(waits.iter().all(|w| *w <= step));
+        assert!(waits.iter().any(|w| *w < step / 4));
+        assert!(waits.iter().any(|w| *w > step * 3 / 4));
+    }
+
+    #[test]
+    fn next_links_stay_on_the_configured_graph() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = crate::config::Config::from_lookup(|k| {
+            (k == "GRAPH_ENDPOINT").then(|| "http://127.0.0.1:8080".to_owned())
+        })
+        .unwrap();
+        let g = GraphClient::new(&config);
+        assert_eq!(
+            g.same_graph("http://127.0.0.1:8080/v1.0/a/b?$skiptoken=x")
+                .unwrap(),
+            "http://127.0.0.1:8080/v1.0/a/b?$skiptoken=x"
+        );
+        // Graph itself names its public host even behind a proxy: mapped onto the proxy.
+        assert_eq!(
+            g.same_graph("https://graph.microsoft.com/v1.0/a?$skiptoken=y")
+                .unwrap(),
+            "http://127.0.0.1:8080/v1.0/a?$skiptoken=y"
+        );
+        for foreign in [
+            "https://evil.example.com/v1.0/a",
+            "https://graph.microsoft.com/beta/a",
+            "http://127.0.0.1:8080/v1.0evil/a",
+            "http://127.0.0.1:80801/v1.0/a",
+        ] {
+            assert!(g.same_graph(foreign).is_err(), "{foreign}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! with [`resume`] driving retries.
 
 pub mod callout;
+pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod dedupe;
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod host;
 pub mod ids;
 pub mod logging;
+pub mod ops;
 pub mod problem;
 pub mod resume;
 pub mod resume_path;

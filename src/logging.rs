@@ -41,6 +41,17 @@ pub fn init(filter: EnvFilter) {
         .init();
 }
 
+/// Installs a plain-text logger on stderr only, for the operator commands (their stdout is
+/// the command's output, possibly JSON for a script).
+pub fn init_stderr(filter: EnvFilter) {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use resume_gateway::cli::{self, Cli, Command};
 use resume_gateway::config::Config;
 use resume_gateway::{logging, server};
 
@@ -13,7 +15,15 @@ const EXIT_FAILED: u8 = 1;
 fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (reqwest is built without a default one).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The host starts the handler without arguments: that, or `serve`, serves.
+    match Cli::parse().command {
+        None | Some(Command::Serve) => serve(),
+        Some(command) => cli::run(command),
+    }
+}
 
+/// The gateway, as the Functions host runs it.
+fn serve() -> ExitCode {
     let settings = Config::from_env()
         .and_then(|c| logging::filter(std::env::var("RUST_LOG").ok()).map(|f| (c, f)));
     let (config, filter) = match settings {

@@ -5,22 +5,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use tokio::time::Instant;
 
 use crate::callout::{OperationStatus, ResumeRequest};
 use crate::config::Config;
 use crate::credential::{CredentialError, TokenIdentity, TokenSource};
-use crate::graph::{AttemptError, GraphClient, GraphFailure, ResumeBody};
+use crate::graph::{self, AttemptError, GraphClient, GraphFailure, ResumeBody};
 use crate::resume_path::ResumeTarget;
 
 /// No single Graph attempt may take longer than this, so a hung connection leaves time to retry.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// An attempt is only started with at least this much of the deadline left: less cannot
-/// reach Graph and get an answer, and would only blur the attempt count.
-const MIN_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
 /// What a 503 asks the caller to wait when Graph named no time itself.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -33,6 +28,8 @@ pub struct Outcome {
     pub graph_request_id: Option<String>,
     pub client_request_id: String,
     pub attempts: u32,
+    /// From the request's start to Graph's answer.
+    pub elapsed: Duration,
     /// In dry-run: the request that would have been sent.
     pub dry_run: Option<DryRun>,
     /// True when this answer repeats an earlier success instead of calling Graph again.
@@ -147,6 +144,7 @@ impl Resumer {
             graph_request_id,
             client_request_id: client_request_id.clone(),
             attempts,
+            elapsed: started.elapsed(),
             dry_run,
             already_resumed: false,
         };
@@ -180,25 +178,14 @@ impl Resumer {
             }
             result
         };
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(FIRST_BACKOFF)
-            .with_max_delay(MAX_BACKOFF)
-            .with_factor(2.0)
-            .without_max_times();
         let retrying = attempt
-            .retry(backoff)
+            .retry(graph::backoff())
             .sleep(tokio::time::sleep)
             .when(TryError::retryable)
             .notify(|e, wait| {
                 tracing::info!(error = %describe(e), wait_ms = wait.as_millis() as u64, "transient failure, retrying");
             })
-            .adjust(|e, planned| {
-                // Graph's Retry-After wins; otherwise full jitter over the exponential step.
-                let wait = e
-                    .retry_after()
-                    .unwrap_or_else(|| full_jitter(planned.unwrap_or(MAX_BACKOFF)));
-                (Instant::now() + wait + MIN_ATTEMPT_BUDGET <= deadline).then_some(wait)
-            });
+            .adjust(|e, planned| graph::next_wait(e.retry_after(), planned, deadline));
 
         let result = tokio::time::timeout_at(deadline, retrying).await;
         let attempts = attempts.load(Ordering::Relaxed);
@@ -280,26 +267,5 @@ fn describe(e: &TryError) -> String {
                 None => f.message.clone(),
             }
         }
-    }
-}
-
-/// A uniformly random wait between zero and `step` ("full jitter"), so that many gateways
-/// retrying after the same outage do not arrive together.
-fn full_jitter(step: Duration) -> Duration {
-    let millis = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(fastrand::u64(0..=millis))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_the_step() {
-        let step = Duration::from_millis(800);
-        let waits: Vec<_> = (0..1000).map(|_| full_jitter(step)).collect();
-        assert!(waits.iter().all(|w| *w <= step));
-        assert!(waits.iter().any(|w| *w < step / 4));
-        assert!(waits.iter().any(|w| *w > step * 3 / 4));
     }
 }

@@ -1,0 +1,226 @@
+//! `handler resume`: the resume function's request, built from flags, validated by the same
+//! parser and sent by the same [`Resumer`], so retries, deadline and answers are identical.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, print_json, settings};
+use crate::callout::{OperationStatus, RequestError, ResumeRequest};
+use crate::cli::ResumeArgs;
+use crate::credential::TokenSource;
+use crate::problem::{GatewayError, Problem};
+use crate::resume::{DryRun, Outcome, Resumer};
+
+/// Why the flags do not make a resume request.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error("cannot read the callout from {path}: {source}")]
+    CalloutUnreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the callout in {path} is not JSON: {source}")]
+    CalloutNotJson {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] RequestError),
+}
+
+/// The JSON body an HTTP caller would POST for these flags.
+pub fn request_body(args: &ResumeArgs) -> Result<Value, ArgsError> {
+    let status = OperationStatus::from(args.status);
+    let mut body = json!({"operationStatus": status.as_str()});
+    if !args.reasons.is_empty() {
+        body["statusReasons"] = json!(args.reasons);
+    }
+    if let Some(path) = &args.callback_uri_path {
+        body["callbackUriPath"] = json!(path);
+    } else if let Some(file) = &args.callout {
+        body["callout"] = read_callout(file)?;
+    } else {
+        body["workflowId"] = json!(args.workflow);
+        body["taskId"] = json!(args.task);
+        body["taskProcessingResultId"] = json!(args.result);
+    }
+    Ok(body)
+}
+
+fn read_callout(file: &std::path::Path) -> Result<Value, ArgsError> {
+    let path = file.display().to_string();
+    let mut text = String::new();
+    let read = if path == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|source| ArgsError::CalloutUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ArgsError::CalloutNotJson { path, source })
+}
+
+/// What `--json` prints when Graph took the resume (or in a dry run).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Resumed<'a> {
+    outcome: &'static str,
+    workflow_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+    task_processing_result_id: &'a str,
+    operation_status: &'static str,
+    dry_run: bool,
+    graph_status: Option<u16>,
+    graph_request_id: Option<&'a str>,
+    client_request_id: &'a str,
+    attempts: u32,
+    elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<&'a DryRun>,
+}
+
+impl<'a> Resumed<'a> {
+    fn new(o: &'a Outcome) -> Self {
+        let t = &o.target;
+        Self {
+            outcome: if o.dry_run.is_some() {
+                "dry-run"
+            } else {
+                "resumed"
+            },
+            workflow_id: t.workflow_id.as_str(),
+            task_id: t.task_id.as_ref().map(|x| x.as_str()),
+            run_id: t.run_id.as_ref().map(|x| x.as_str()),
+            task_processing_result_id: t.result_id.as_str(),
+            operation_status: o.status.as_str(),
+            dry_run: o.dry_run.is_some(),
+            graph_status: o.graph_status,
+            graph_request_id: o.graph_request_id.as_deref(),
+            client_request_id: &o.client_request_id,
+            attempts: o.attempts,
+            elapsed_ms: u64::try_from(o.elapsed.as_millis()).unwrap_or(u64::MAX),
+            request: o.dry_run.as_ref(),
+        }
+    }
+}
+
+/// `handler resume`.
+pub fn main(args: ResumeArgs) -> ExitCode {
+    let mut config = match settings() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // Either switch makes it a dry run: an operator who set RESUME_DRY_RUN meant it.
+    config.dry_run |= args.dry_run;
+
+    let request = match request_body(&args)
+        .and_then(|body| ResumeRequest::parse(body.to_string().as_bytes()).map_err(ArgsError::from))
+    {
+        Ok(r) => r,
+        Err(ArgsError::Invalid(e)) => {
+            report_problem(&GatewayError::from(e).problem(), args.json);
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("resume-gateway: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    let tokens = match TokenSource::from_config(&config) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("resume-gateway: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let resumer = Resumer::new(&config, tokens);
+    block_on(async move {
+        match resumer.resume(&request, Instant::now()).await {
+            Ok(outcome) => {
+                if args.json {
+                    print_json(&Resumed::new(&outcome));
+                } else {
+                    print_outcome(&outcome);
+                }
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => {
+                report_problem(&GatewayError::from(e).problem(), args.json);
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    })
+    .unwrap_or_else(|code| code)
+}
+
+fn print_outcome(o: &Outcome) {
+    let t = &o.target;
+    let task = t
+        .task_id
+        .as_ref()
+        .map(|x| format!(", task {x}"))
+        .unwrap_or_default();
+    match &o.dry_run {
+        Some(dry) => {
+            println!(
+                "dry run: nothing was sent. Task processing result {} (workflow {}{task}) would be resumed as {}:",
+                t.result_id,
+                t.workflow_id,
+                o.status.as_str()
+            );
+            println!("  {} {}", dry.method, dry.url);
+            println!("  {}", serde_json::to_string(&dry.body).unwrap_or_default());
+        }
+        None => {
+            println!(
+                "resumed: task processing result {} (workflow {}{task}) as {}",
+                t.result_id,
+                t.workflow_id,
+                o.status.as_str()
+            );
+            println!(
+                "Graph answered {}; request-id {}; client-request-id {}; {} attempt(s) in {} ms",
+                o.graph_status.map_or_else(|| "-".into(), |s| s.to_string()),
+                o.graph_request_id.as_deref().unwrap_or("(none)"),
+                o.client_request_id,
+                o.attempts,
+                o.elapsed.as_millis()
+            );
+        }
+    }
+}
+
+/// A refusal: the problem document with `--json`, otherwise its detail and remedy on stderr.
+fn report_problem(p: &Problem, json: bool) {
+    if json {
+        print_json(p);
+        return;
+    }
+    eprintln!("not resumed ({}): {}", p.slug(), p.detail);
+    if let Some(remedy) = &p.remedy {
+        eprintln!("remedy: {remedy}");
+    }
+    let graph = p.extensions.get("graph");
+    let request_id = graph
+        .and_then(|g| g.get("requestId"))
+        .and_then(Value::as_str);
+    let client_request_id = p.extensions.get("clientRequestId").and_then(Value::as_str);
+    if request_id.is_some() || client_request_id.is_some() {
+        eprintln!(
+            "Graph request-id: {}; client-request-id: {}",
+            request_id.unwrap_or("(none)"),
+            client_request_id.unwrap_or("(none)")
+        );
+    }
+}
