@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::caller_auth::CallerAuth;
 use crate::ids::Guid;
 
 /// The Functions host caps an HTTP trigger at 230 s, whatever `functionTimeout` says.
@@ -33,6 +34,12 @@ pub const SETTINGS: &[&str] = &[
     "RESUME_DEADLINE_SECONDS",
     "RESUME_SOURCE",
     "RUST_LOG",
+    "CALLER_AUTH",
+    "CALLER_TENANT_ID",
+    "CALLER_AUDIENCES",
+    "CALLER_ALLOWED_APP_IDS",
+    "CALLER_ALLOWED_OBJECT_IDS",
+    "CALLER_AUTHORITY",
 ];
 
 /// The national cloud whose Graph the gateway calls.
@@ -154,6 +161,8 @@ pub struct Config {
     pub dry_run: bool,
     pub deadline: Duration,
     pub default_source: String,
+    /// Who may call the gateway (`CALLER_*`).
+    pub caller_auth: CallerAuth,
 }
 
 /// A setting that cannot be used, with what would be accepted.
@@ -167,7 +176,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(setting: &'static str, value: &str, allowed: impl Into<String>) -> Self {
+    pub(crate) fn new(setting: &'static str, value: &str, allowed: impl Into<String>) -> Self {
         Self {
             setting,
             value: format!("{value:?}"),
@@ -175,7 +184,7 @@ impl ConfigError {
         }
     }
 
-    fn missing(setting: &'static str, allowed: impl Into<String>) -> Self {
+    pub(crate) fn missing(setting: &'static str, allowed: impl Into<String>) -> Self {
         Self {
             setting,
             value: "(unset)".into(),
@@ -312,6 +321,8 @@ impl Config {
             }
         };
 
+        let caller_auth = CallerAuth::from_settings(&get, cloud)?;
+
         Ok(Self {
             port,
             cloud,
@@ -323,6 +334,7 @@ impl Config {
             dry_run,
             deadline: Duration::from_secs(deadline),
             default_source,
+            caller_auth,
         })
     }
 }

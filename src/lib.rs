@@ -7,11 +7,13 @@
 //! (validated resume) → [`credential`] (token) → [`graph`] (Graph) → [`problem`] (answer),
 //! with [`resume`] driving retries.
 
+pub mod caller_auth;
 pub mod callout;
 pub mod config;
 pub mod credential;
 pub mod graph;
 pub mod ids;
+pub mod jwks;
 pub mod logging;
 pub mod problem;
 pub mod resume;

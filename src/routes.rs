@@ -11,6 +11,7 @@ use axum::routing::{any, get, post};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::caller_auth::{Authenticator, CallerAuthError};
 use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
 use crate::problem::GatewayError;
 use crate::resume::{DryRun, Outcome, ResumeError, Resumer};
@@ -23,6 +24,8 @@ const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 #[derive(Debug)]
 pub struct AppState {
     pub resumer: Resumer,
+    /// Set with `CALLER_AUTH=entra`: every resume must carry an allowed caller's token.
+    pub callers: Option<Authenticator>,
 }
 
 /// The gateway's routes.
@@ -75,7 +78,21 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(INVOCATION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let result = handle(&state, &headers, body, started).await;
+    // Authentication comes before the body is read: an unknown caller costs no parsing.
+    let auth = match &state.callers {
+        Some(callers) => callers.authenticate(&headers).await.map(Some),
+        None => Ok(None),
+    };
+    let caller = match &auth {
+        Ok(Some(c)) | Err(CallerAuthError::NotAllowed { caller: c, .. }) => Some(c),
+        _ => None,
+    };
+    let caller_app_id = caller.map(|c| c.app_id.as_str());
+    let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
+    let result = match &auth {
+        Ok(_) => handle(&state, &headers, body, started).await,
+        Err(e) => Err((e.clone().into(), None)),
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let invocation = invocation_id.as_deref();
     match result {
@@ -91,6 +108,8 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 graph_status = outcome.graph_status,
                 graph_request_id = outcome.graph_request_id.as_deref(),
                 client_request_id = %outcome.client_request_id,
+                caller_app_id,
+                caller_object_id,
                 attempts = outcome.attempts,
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
@@ -124,6 +143,8 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                             .and_then(|g| g.get("requestId"))
                             .and_then(|s| s.as_str()),
                         attempts = problem.extensions.get("attempts").and_then(|a| a.as_u64()),
+                        caller_app_id,
+                        caller_object_id,
                         elapsed_ms,
                         "resume not done: {}",
                         problem.detail

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::caller_auth::{Authenticator, CallerAuth};
 use crate::config::Config;
 use crate::credential::TokenSource;
 use crate::resume::Resumer;
@@ -53,8 +54,23 @@ pub async fn serve(
             "RESUME_DRY_RUN is on: requests are validated and answered, but nothing is sent to Graph"
         );
     }
+    let callers = match &config.caller_auth {
+        CallerAuth::FunctionKey => None,
+        CallerAuth::Entra(settings) => {
+            tracing::info!(
+                tenant_id = %settings.tenant_id,
+                authority = %settings.authority,
+                audiences = settings.audiences.join(",").as_str(),
+                allowed_app_ids = settings.allowed_app_ids.join(",").as_str(),
+                allowed_object_ids = settings.allowed_object_ids.as_ref().map(|o| o.join(",")).as_deref(),
+                "callers must present an Entra ID app token"
+            );
+            Some(Authenticator::start(settings.clone()))
+        }
+    };
     let state = Arc::new(AppState {
         resumer: Resumer::new(&config, tokens),
+        callers,
     });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
