@@ -178,9 +178,9 @@ pub struct Caller {
 /// Why a caller was not let in. Texts name the claim, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallerAuthError {
-    #[error("the request has no Authorization header")]
+    #[error("The request has no Authorization header.")]
     MissingHeader,
-    #[error("the Authorization header uses the {0} scheme, not Bearer")]
+    #[error("The Authorization header uses the {0} scheme, not Bearer.")]
     WrongScheme(String),
     /// The token is not a usable Entra app token; `claim` names what failed.
     #[error("{detail}")]

@@ -601,7 +601,6 @@ async fn rotated_keys_are_picked_up_with_one_refresh_and_forged_kids_cannot_forc
     assert_eq!(entra.key_fetches().await, 1, "exactly one refresh");
 
     // A flood of random key ids inside the refresh interval costs Entra nothing more.
-    let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let claims = v1_claims();
     let forged: Vec<String> = (0..1000)
@@ -611,6 +610,7 @@ async fn rotated_keys_are_picked_up_with_one_refresh_and_forged_kids_cannot_forc
         })
         .collect();
     let forged = Arc::new(forged);
+    let started = Instant::now();
     for worker in 0..20 {
         let gw = Arc::clone(&gw);
         let forged = Arc::clone(&forged);
