@@ -375,10 +375,7 @@ impl Authenticator {
                 "tid",
                 format!(
                     "The token's tenant (tid) {} is not CALLER_TENANT_ID {}.",
-                    claims
-                        .tid
-                        .as_deref()
-                        .map_or("(none)".into(), |t| quote_str(t)),
+                    claims.tid.as_deref().map_or("(none)".into(), quote_str),
                     s.tenant_id
                 ),
             ));

@@ -321,7 +321,7 @@ impl Config {
             }
         };
 
-        let caller_auth = CallerAuth::from_settings(&get, cloud)?;
+        let caller_auth = CallerAuth::from_settings(get, cloud)?;
 
         Ok(Self {
             port,

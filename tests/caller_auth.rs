@@ -207,6 +207,15 @@ async fn wait_for_key_fetch(entra: &Entra) {
     }
 }
 
+/// Name, Authorization header, status, the `claim` named, and the `WWW-Authenticate` challenge.
+type Case = (
+    &'static str,
+    Option<String>,
+    u16,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 #[tokio::test]
 async fn attack_matrix_is_refused_before_graph_and_valid_v1_and_v2_tokens_pass() {
     let key = Key::generate("key-current");
@@ -240,9 +249,8 @@ async fn attack_matrix_is_refused_before_graph_and_valid_v1_and_v2_tokens_pass()
     ));
     let t = now();
 
-    // (name, Authorization, status, claim, WWW-Authenticate)
     let invalid = Some("Bearer error=\"invalid_token\"");
-    let cases: Vec<(&str, Option<String>, u16, Option<&str>, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("missing header", None, 401, None, Some("Bearer")),
         (
             "Basic scheme",
