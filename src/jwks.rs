@@ -475,6 +475,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keys_are_refreshed_in_the_background_without_a_request() {
+        install_crypto();
+        let server = MockServer::start().await;
+        serve(&server, &["a"]).await;
+        let timing = KeyTiming {
+            refresh_after: Duration::from_millis(1000),
+            min_refresh: Duration::from_millis(100),
+            ..timing(3_600_000)
+        };
+        let cache = Arc::new(KeyCache::new(&server.uri(), TENANT, timing));
+        cache.start();
+        assert!(cache.key("a").await.is_ok());
+        serve(&server, &["a", "b"]).await;
+        let started = std::time::Instant::now();
+        while jwks_calls(&server).await == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no background refresh"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Found without a request-driven refresh: the rotated key arrived on its own.
+        assert!(cache.key("b").await.is_ok());
+        assert_eq!(jwks_calls(&server).await, 1);
+    }
+
+    #[tokio::test]
     async fn a_failed_refresh_keeps_the_last_good_keys() {
         install_crypto();
         let server = MockServer::start().await;

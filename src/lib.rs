@@ -6,6 +6,8 @@
 //! The data path, top to bottom: [`routes`] (request in) → [`callout`] and [`resume_path`]
 //! (validated resume) → [`credential`] (token) → [`graph`] (Graph) → [`problem`] (answer),
 //! with [`resume`] driving retries.
+//! With `CALLER_AUTH=entra`, [`caller_auth`] first verifies the caller's Entra ID token against
+//! the tenant keys that [`jwks`] caches.
 
 pub mod caller_auth;
 pub mod callout;
