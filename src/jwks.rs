@@ -169,11 +169,10 @@ impl KeyCache {
 
     fn next_background_refresh(&self) -> Instant {
         let keys = self.keys.read().expect("key cache lock");
-        let state_retry = Instant::now() + self.timing.min_refresh;
         match keys.as_ref() {
-            // A failed refresh leaves refresh_at in the past: retry after the floor.
             Some(set) if set.refresh_at > Instant::now() => set.refresh_at,
-            _ => state_retry,
+            // No keys yet, or a failed refresh left refresh_at behind: retry after the floor.
+            _ => Instant::now() + self.timing.min_refresh,
         }
     }
 
@@ -195,7 +194,9 @@ impl KeyCache {
                 (state.last_attempt, self.timing.empty_retry)
             };
             if last.is_none_or(|t| t.elapsed() >= gap) {
-                state.last_on_demand = Some(Instant::now());
+                if had_keys {
+                    state.last_on_demand = Some(Instant::now());
+                }
                 self.fetch_locked(&mut state).await;
             }
         }
@@ -526,14 +527,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_keys_at_all_is_unavailable_with_the_reason() {
+    async fn no_keys_at_all_is_unavailable_with_the_reason_until_entra_answers() {
         install_crypto();
         let server = MockServer::start().await;
         Mock::given(method("GET"))
             .respond_with(ResponseTemplate::new(404))
             .mount(&server)
             .await;
-        let cache = Arc::new(KeyCache::new(&server.uri(), TENANT, timing(60_000)));
+        let cache = Arc::new(KeyCache::new(&server.uri(), TENANT, timing(1500)));
         cache.start();
         match cache.key("a").await {
             Err(KeyError::Unavailable {
@@ -548,6 +549,10 @@ mod tests {
         // Within the retry gap nothing more is asked.
         let _ = cache.key("a").await;
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        // Once Entra answers again, the next request after the gap fetches and is served.
+        serve(&server, &["a"]).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert!(cache.key("a").await.is_ok());
     }
 
     #[tokio::test]
