@@ -232,15 +232,10 @@ pub struct Authenticator {
 impl Authenticator {
     /// Builds the authenticator and starts fetching the tenant's keys in the background.
     pub fn start(settings: EntraCallers) -> Self {
-        Self::start_with(settings, KeyTiming::default())
-    }
-
-    /// As [`Authenticator::start`], with other key refresh timings (tests).
-    pub fn start_with(settings: EntraCallers, timing: KeyTiming) -> Self {
         let keys = Arc::new(KeyCache::new(
             &settings.authority,
             &settings.tenant_id,
-            timing,
+            KeyTiming::default(),
         ));
         keys.start();
         let mut validation = Validation::new(Algorithm::RS256);
@@ -255,11 +250,6 @@ impl Authenticator {
             keys,
             validation,
         }
-    }
-
-    /// The settings in use.
-    pub fn settings(&self) -> &EntraCallers {
-        &self.settings
     }
 
     /// Checks the request's bearer token; the body has not been read yet.
