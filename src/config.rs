@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::caller_auth::CallerAuth;
 use crate::ids::Guid;
 
 /// The Functions host caps an HTTP trigger at 230 s, whatever `functionTimeout` says.
@@ -35,6 +36,12 @@ pub const SETTINGS: &[&str] = &[
     "RESUME_DEADLINE_SECONDS",
     "RESUME_SOURCE",
     "RUST_LOG",
+    "CALLER_AUTH",
+    "CALLER_TENANT_ID",
+    "CALLER_AUDIENCES",
+    "CALLER_ALLOWED_APP_IDS",
+    "CALLER_ALLOWED_OBJECT_IDS",
+    "CALLER_AUTHORITY",
 ];
 
 /// The settings the Functions host sets itself; users never configure them.
@@ -162,6 +169,8 @@ pub struct Config {
     /// Where `host.json` and the function folders are: `FUNCTIONS_APP_ROOT_PATH` as the host
     /// sets it, else the working directory (the host starts the handler in the app root).
     pub app_root: PathBuf,
+    /// Who may call the gateway (`CALLER_*`).
+    pub caller_auth: CallerAuth,
 }
 
 /// A setting that cannot be used, with what would be accepted.
@@ -175,7 +184,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(setting: &'static str, value: &str, allowed: impl Into<String>) -> Self {
+    pub(crate) fn new(setting: &'static str, value: &str, allowed: impl Into<String>) -> Self {
         Self {
             setting,
             value: format!("{value:?}"),
@@ -183,7 +192,7 @@ impl ConfigError {
         }
     }
 
-    fn missing(setting: &'static str, allowed: impl Into<String>) -> Self {
+    pub(crate) fn missing(setting: &'static str, allowed: impl Into<String>) -> Self {
         Self {
             setting,
             value: "(unset)".into(),
@@ -320,6 +329,8 @@ impl Config {
             }
         };
 
+        let caller_auth = CallerAuth::from_settings(get, cloud)?;
+
         Ok(Self {
             port,
             cloud,
@@ -334,6 +345,7 @@ impl Config {
             app_root: get("FUNCTIONS_APP_ROOT_PATH")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".")),
+            caller_auth,
         })
     }
 }

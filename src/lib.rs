@@ -6,7 +6,10 @@
 //! The data path, top to bottom: [`routes`] (request in) → [`callout`] and [`resume_path`]
 //! (validated resume) → [`credential`] (token) → [`graph`] (Graph) → [`problem`] (answer),
 //! with [`resume`] driving retries.
+//! With `CALLER_AUTH=entra`, [`caller_auth`] first verifies the caller's Entra ID token against
+//! the tenant keys that [`jwks`] caches.
 
+pub mod caller_auth;
 pub mod callout;
 pub mod cli;
 pub mod config;
@@ -15,6 +18,7 @@ pub mod dedupe;
 pub mod graph;
 pub mod host;
 pub mod ids;
+pub mod jwks;
 pub mod logging;
 pub mod ops;
 pub mod problem;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::caller_auth::CallerAuthError;
 use crate::callout::{MAX_BODY_BYTES, RequestError};
 use crate::credential::TokenIdentity;
 use crate::dedupe::DedupeError;
@@ -44,6 +45,8 @@ pub enum GatewayError {
     Conflict(DedupeError),
     #[error("the handler failed unexpectedly")]
     Internal,
+    #[error(transparent)]
+    Caller(#[from] CallerAuthError),
 }
 
 /// An RFC 9457 problem document.
@@ -62,6 +65,9 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
     #[serde(skip)]
     pub allow: Option<&'static str>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    #[serde(skip)]
+    pub www_authenticate: Option<&'static str>,
 }
 
 impl Problem {
@@ -75,6 +81,7 @@ impl Problem {
             extensions: Map::new(),
             retry_after: None,
             allow: None,
+            www_authenticate: None,
         }
     }
 
@@ -208,6 +215,61 @@ impl GatewayError {
                 "The handler failed while processing this request; it was not resumed by this call.".into(),
             )
             .remedy("Send the request again; report the invocation id if it repeats."),
+            Self::Caller(e) => caller_problem(e),
+        }
+    }
+}
+
+const CALLER_REMEDY: &str = "Call the gateway with an Entra ID token for one of CALLER_AUDIENCES, e.g. a Logic App HTTP action with authentication type ManagedServiceIdentity and that audience; see \"Securing the gateway\" in the gateway's README.";
+
+fn caller_problem(error: &CallerAuthError) -> Problem {
+    let unauthenticated = |title, challenge| {
+        let mut p = Problem::new(
+            "caller-unauthenticated",
+            title,
+            StatusCode::UNAUTHORIZED,
+            error.to_string(),
+        )
+        .remedy(CALLER_REMEDY);
+        p.www_authenticate = Some(challenge);
+        p
+    };
+    match error {
+        CallerAuthError::MissingHeader | CallerAuthError::WrongScheme(_) => {
+            unauthenticated("The caller sent no bearer token", "Bearer")
+        }
+        CallerAuthError::InvalidToken { claim, .. } => unauthenticated(
+            "The caller's token is not accepted",
+            "Bearer error=\"invalid_token\"",
+        )
+        .with("claim", claim),
+        CallerAuthError::NotAllowed { caller, claim, .. } => Problem::new(
+            "caller-forbidden",
+            "The caller may not resume tasks through this gateway",
+            StatusCode::FORBIDDEN,
+            error.to_string(),
+        )
+        .remedy(format!(
+            "If this caller should be allowed, add its app id {} to CALLER_ALLOWED_APP_IDS{} and restart the gateway.",
+            caller.app_id,
+            match &caller.object_id {
+                Some(o) => format!(" (and its object id {o} to CALLER_ALLOWED_OBJECT_IDS, if that is set)"),
+                None => String::new(),
+            }
+        ))
+        .with("claim", claim)
+        .with("callerAppId", &caller.app_id)
+        .with("callerObjectId", &caller.object_id),
+        CallerAuthError::KeysUnavailable { reason, retry_after } => {
+            let mut p = Problem::new(
+                "caller-keys-unavailable",
+                "The gateway cannot verify callers right now",
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The caller tenant's signing keys could not be fetched, so no token can be verified: {reason}. Nothing was sent to Graph."),
+            )
+            .remedy("Nothing is lost: send the same request again after Retry-After. If it persists, check that the Function App can reach CALLER_AUTHORITY (outbound network, DNS) and that CALLER_TENANT_ID is right.");
+            p.retry_after = Some(*retry_after);
+            p.with("retryAfterSeconds", retry_after.as_secs().max(1))
         }
     }
 }
@@ -332,6 +394,12 @@ impl IntoResponse for Problem {
         }
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
+use crate::caller_auth::{Authenticator, CallerAuthError};
 use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
 use crate::dedupe::Deduplicator;
 use crate::host::{self, HttpFunction};
@@ -29,6 +30,8 @@ const MAX_INVOCATION_BYTES: usize = 4 * MAX_BODY_BYTES;
 pub struct AppState {
     pub resumer: Arc<Resumer>,
     pub dedupe: Arc<Deduplicator>,
+    /// Set with `CALLER_AUTH=entra`: every resume must carry an allowed caller's token.
+    pub callers: Option<Authenticator>,
 }
 
 /// The gateway's routes: readiness at `/`; for each function, forwarded and proxied requests
@@ -105,9 +108,29 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     if let Some(id) = &invocation_id {
         span.record("invocation_id", id.as_str());
     }
-    let result = handle(&state, &headers, body, started)
-        .instrument(span.clone())
-        .await;
+    // Authentication comes before the body is read: an unknown caller costs no parsing.
+    let auth = match &state.callers {
+        Some(callers) => callers
+            .authenticate(&headers)
+            .instrument(span.clone())
+            .await
+            .map(Some),
+        None => Ok(None),
+    };
+    let caller = match &auth {
+        Ok(Some(c)) | Err(CallerAuthError::NotAllowed { caller: c, .. }) => Some(c),
+        _ => None,
+    };
+    let caller_app_id = caller.map(|c| c.app_id.as_str());
+    let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
+    let result = match &auth {
+        Ok(_) => {
+            handle(&state, &headers, body, started)
+                .instrument(span.clone())
+                .await
+        }
+        Err(e) => Err((e.clone().into(), None)),
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
@@ -123,6 +146,8 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 graph_status = outcome.graph_status,
                 graph_request_id = outcome.graph_request_id.as_deref(),
                 client_request_id = %outcome.client_request_id,
+                caller_app_id,
+                caller_object_id,
                 attempts = outcome.attempts,
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
@@ -163,6 +188,8 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                             .and_then(|g| g.get("requestId"))
                             .and_then(|s| s.as_str()),
                         attempts = problem.extensions.get("attempts").and_then(|a| a.as_u64()),
+                        caller_app_id,
+                        caller_object_id,
                         elapsed_ms,
                         "resume not done: {}",
                         problem.detail

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::caller_auth::{Authenticator, CallerAuth};
 use crate::config::Config;
 use crate::credential::TokenSource;
 use crate::dedupe::Deduplicator;
@@ -65,10 +66,25 @@ pub async fn serve(
             "RESUME_DRY_RUN is on: requests are validated and answered, but nothing is sent to Graph"
         );
     }
+    let callers = match &config.caller_auth {
+        CallerAuth::FunctionKey => None,
+        CallerAuth::Entra(settings) => {
+            tracing::info!(
+                tenant_id = %settings.tenant_id,
+                authority = %settings.authority,
+                audiences = settings.audiences.join(",").as_str(),
+                allowed_app_ids = settings.allowed_app_ids.join(",").as_str(),
+                allowed_object_ids = settings.allowed_object_ids.as_ref().map(|o| o.join(",")).as_deref(),
+                "callers must present an Entra ID app token"
+            );
+            Some(Authenticator::start(settings.clone()))
+        }
+    };
     let dedupe = Arc::new(Deduplicator::default());
     let state = Arc::new(AppState {
         resumer: Arc::new(Resumer::new(&config, tokens)),
         dedupe: Arc::clone(&dedupe),
+        callers,
     });
 
     // Requests in flight get their deadline plus a margin to finish after a shutdown request;
