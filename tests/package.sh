@@ -79,5 +79,5 @@ else
   not_ok "packaged handler did not listen on $port: $(cat "$work/out.log")"
 fi
 
-echo "package tests: $passed passed, $failed failed"
+echo "package: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
