@@ -30,7 +30,11 @@ param storageAccountName string = 'st${uniqueString(resourceGroup().id, appName)
 param maximumInstanceCount int = 40
 
 @description('Memory of each instance in MB; billing is per GB-second of this size while executing.')
-@allowed([512, 2048, 4096])
+@allowed([
+  512
+  2048
+  4096
+])
 param instanceMemoryMB int = 2048
 
 @description('Create a user-assigned identity and let the gateway call Graph with it (AZURE_CLIENT_ID). Otherwise the system-assigned identity calls Graph.')
@@ -46,21 +50,34 @@ param tags object = {}
 // ---- Gateway settings (defaults are the gateway's own; empty means unset) ----
 
 @description('GRAPH_CLOUD: global, usgov, usgovdod or china.')
-@allowed(['global', 'usgov', 'usgovdod', 'china'])
+@allowed([
+  'global'
+  'usgov'
+  'usgovdod'
+  'china'
+])
 param graphCloud string = 'global'
 
 @description('GRAPH_ENDPOINT: override of the Graph base URL (https); empty = the cloud\'s Graph.')
 param graphEndpoint string = ''
 
 @description('GRAPH_API_VERSION: v1.0 or beta.')
-@allowed(['v1.0', 'beta'])
+@allowed([
+  'v1.0'
+  'beta'
+])
 param graphApiVersion string = 'v1.0'
 
 @description('AZURE_CLIENT_ID: client id of a user-assigned identity to call Graph with; empty = system-assigned. Ignored when useUserAssignedIdentity is true (the created identity is used).')
 param azureClientId string = ''
 
 @description('RESUME_CREDENTIAL: auto, managed-identity, developer or client-secret.')
-@allowed(['auto', 'managed-identity', 'developer', 'client-secret'])
+@allowed([
+  'auto'
+  'managed-identity'
+  'developer'
+  'client-secret'
+])
 param resumeCredential string = 'auto'
 
 @description('AZURE_TENANT_ID: only for RESUME_CREDENTIAL=client-secret.')
@@ -97,7 +114,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
+  sku: {
+    name: 'Standard_LRS'
+  }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
@@ -115,7 +134,9 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: deploymentContainerName
-  properties: { publicAccess: 'None' }
+  properties: {
+    publicAccess: 'None'
+  }
 }
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
@@ -123,7 +144,9 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   location: location
   tags: tags
   properties: {
-    sku: { name: 'PerGB2018' }
+    sku: {
+      name: 'PerGB2018'
+    }
     retentionInDays: logRetentionDays
   }
 }
@@ -185,17 +208,24 @@ var platformSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
 }
 
+var systemIdentity = {
+  type: 'SystemAssigned'
+}
+
+// The system-assigned identity still reaches storage and telemetry; the user-assigned one calls Graph.
+var systemAndUserIdentity = {
+  type: 'SystemAssigned, UserAssigned'
+  userAssignedIdentities: {
+    '${resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', 'id-${appName}')}': {}
+  }
+}
+
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: appName
   location: location
   tags: tags
   kind: 'functionapp,linux'
-  identity: useUserAssignedIdentity
-    ? {
-        type: 'SystemAssigned, UserAssigned'
-        userAssignedIdentities: { '${graphIdentity.id}': {} }
-      }
-    : { type: 'SystemAssigned' }
+  identity: useUserAssignedIdentity ? systemAndUserIdentity : systemIdentity
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
@@ -222,14 +252,21 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
   }
-  dependsOn: [deploymentContainer]
+  dependsOn: [
+    deploymentContainer
+    graphIdentity
+  ]
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'
   properties: union(platformSettings, gatewaySettings)
-  dependsOn: [blobOwner, queueContributor, metricsPublisher]
+  dependsOn: [
+    blobOwner
+    queueContributor
+    metricsPublisher
+  ]
 }
 
 resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -269,9 +306,7 @@ output functionAppName string = functionApp.name
 output resumeUrl string = 'https://${functionApp.properties.defaultHostName}/api/function-resume'
 
 @description('Object id of the identity that calls Graph: pass to scripts/grant.sh --principal-id.')
-output gatewayPrincipalId string = useUserAssignedIdentity
-  ? graphIdentity.properties.principalId
-  : functionApp.identity.principalId
+output gatewayPrincipalId string = useUserAssignedIdentity ? graphIdentity.properties.principalId : functionApp.identity.principalId
 
 @description('Client (application) id of the identity that calls Graph. ARM does not expose it for a system-assigned identity: then empty, and scripts/grant.sh looks it up (az ad sp show --id <principalId> --query appId).')
 output gatewayClientId string = useUserAssignedIdentity ? graphIdentity.properties.clientId : ''

@@ -64,7 +64,12 @@ fn bicep_params(bicep: &str) -> BTreeMap<String, Param> {
                     setting: described.take(),
                 },
             );
-        } else if !line.starts_with('@') {
+        } else if line.is_empty()
+            || ["var ", "resource ", "output ", "//"]
+                .iter()
+                .any(|p| line.starts_with(p))
+        {
+            // A description only belongs to the parameter its decorators precede.
             described = None;
         }
     }
