@@ -775,7 +775,7 @@ fn unsafe_caller_settings_stop_the_gateway_with_one_line() {
             );
             std::thread::sleep(Duration::from_millis(5));
         };
-        std::thread::sleep(Duration::from_millis(50));
+        output.wait_closed(Duration::from_secs(5));
         assert_eq!(status.code(), Some(2), "{setting}");
         let stderr = output.stderr();
         assert_eq!(stderr.len(), 1, "{setting}: {stderr:?}");

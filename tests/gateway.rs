@@ -700,7 +700,7 @@ fn a_bad_setting_stops_at_once_with_one_line_naming_it() {
             );
             std::thread::sleep(Duration::from_millis(5));
         };
-        std::thread::sleep(Duration::from_millis(50));
+        output.wait_closed(Duration::from_secs(5));
         assert_eq!(status.code(), Some(2), "{setting}");
         let stderr = output.stderr();
         assert_eq!(stderr.len(), 1, "{setting}: {stderr:?}");

@@ -270,8 +270,8 @@ impl FunctionsHost {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("the host starts the handler");
         let output = Output::default();
-        super::pipe_lines(child.stdout.take().unwrap(), output.stdout.clone());
-        super::pipe_lines(child.stderr.take().unwrap(), output.stderr.clone());
+        output.pipe(child.stdout.take().unwrap(), output.stdout.clone());
+        output.pipe(child.stderr.take().unwrap(), output.stderr.clone());
 
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -221,9 +221,23 @@ pub fn request_for(n: usize, status: &str) -> Value {
 pub struct Output {
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// How many of the two streams have reached end of file.
+    pub closed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Output {
+    /// Waits until both streams are closed (the process exited and every line was read).
+    pub fn wait_closed(&self, limit: Duration) {
+        let started = Instant::now();
+        while self.closed.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(
+                started.elapsed() < limit,
+                "output still open after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
     }
@@ -280,8 +294,8 @@ pub fn spawn(env: &[(String, String)], port: u16) -> (Child, Output) {
     }
     let mut child = cmd.spawn().expect("the handler binary starts");
     let output = Output::default();
-    pipe_lines(child.stdout.take().unwrap(), output.stdout.clone());
-    pipe_lines(child.stderr.take().unwrap(), output.stderr.clone());
+    output.pipe(child.stdout.take().unwrap(), output.stdout.clone());
+    output.pipe(child.stderr.take().unwrap(), output.stderr.clone());
     (child, output)
 }
 
@@ -320,13 +334,17 @@ pub async fn wait_ready(
     }
 }
 
-/// Collects a child's output lines in the background.
-pub fn pipe_lines(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+impl Output {
+    /// Collects a child's output lines in the background, counting the stream closed at EOF.
+    pub fn pipe(&self, stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<Vec<String>>>) {
+        let closed = self.closed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+            closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
 }
 
 impl Gateway {
@@ -385,8 +403,7 @@ impl Gateway {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the pipe readers drain.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.output.wait_closed(Duration::from_secs(5));
                 return status;
             }
             assert!(
