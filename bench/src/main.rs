@@ -242,16 +242,21 @@ fn run(options: Options) -> Result<bool, String> {
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .ok_or("cannot find this binary's directory")?;
+    // `cargo run` builds only this binary; the baseline is this package's other one.
+    cargo_build(&["-p", "bench", "--bin", "baseline"])?;
     let handler = match options.handler {
         Some(path) => path,
-        None => build_handler(&dir)?,
+        None => {
+            // Alone, so that it gets exactly the features `cargo build --release` gives it.
+            cargo_build(&["--bin", "handler"])?;
+            dir.join("handler")
+        }
     };
     let baseline = dir.join("baseline");
-    if !baseline.is_file() {
-        return Err(format!(
-            "{} is missing: build the package with cargo run --release -p bench",
-            baseline.display()
-        ));
+    for exe in [&handler, &baseline] {
+        if !exe.is_file() {
+            return Err(format!("{} is missing", exe.display()));
+        }
     }
     let plan = Plan::new(options.quick, options.runs);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -301,25 +306,47 @@ fn run(options: Options) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Builds the release handler the way the README does, and returns its path.
-fn build_handler(dir: &Path) -> Result<PathBuf, String> {
+/// `cargo build --release --locked <args>` in the workspace root.
+fn cargo_build(args: &[&str]) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    // What `cargo run` sets for this package would look like a changed environment to build
+    // scripts that track it (ring does) and rebuild half the tree on every run.
+    let package_vars = std::env::vars_os().filter_map(|(k, _)| {
+        let k = k.to_string_lossy().into_owned();
+        let set_by_cargo_run = k.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&k.as_str());
+        set_by_cargo_run.then_some(k)
+    });
+    let mut command = Command::new(cargo);
+    for k in package_vars {
+        command.env_remove(k);
+    }
+    let status = command
         .current_dir(root)
-        .args(["build", "--release", "--locked", "--bin", "handler"])
+        .args(["build", "--release", "--locked"])
+        .args(args)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build --release --bin handler: {status}"));
-    }
-    let handler = dir.join("handler");
-    if handler.is_file() {
-        Ok(handler)
+    if status.success() {
+        Ok(())
     } else {
-        Err(format!("{} is missing after the build", handler.display()))
+        Err(format!(
+            "cargo build --release {}: {status}",
+            args.join(" ")
+        ))
     }
 }
 
