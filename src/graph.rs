@@ -1,6 +1,7 @@
 //! One resume call to Microsoft Graph, and what its answer means: accepted, worth retrying,
 //! or refused for good.
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
@@ -85,10 +86,90 @@ pub enum AttemptError {
     Permanent(GraphFailure),
 }
 
+/// A reqwest client whose construction runs on a thread of its own from the moment it is
+/// asked for. Building one loads and parses the system's root certificates, the largest part
+/// of the gateway's start (measured with `perf`); off the main thread, the host's readiness
+/// poll does not wait for it. The first use waits for the build if it is still running.
+#[derive(Clone)]
+pub struct LazyClient(Arc<LazyInner>);
+
+struct LazyInner {
+    client: OnceLock<reqwest::Client>,
+    builder: Mutex<Option<reqwest::ClientBuilder>>,
+}
+
+impl LazyClient {
+    pub fn new(builder: reqwest::ClientBuilder) -> Self {
+        let lazy = Self(Arc::new(LazyInner {
+            client: OnceLock::new(),
+            builder: Mutex::new(Some(builder)),
+        }));
+        let early = lazy.clone();
+        // Without the thread, the first use builds it.
+        let _ = std::thread::Builder::new()
+            .name("http-client-init".into())
+            .spawn(move || {
+                early.get();
+            });
+        lazy
+    }
+
+    fn get(&self) -> &reqwest::Client {
+        self.0.client.get_or_init(|| {
+            self.0
+                .builder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .expect("only the one initialisation takes the builder")
+                .build()
+                .expect("a reqwest client with these options always builds")
+        })
+    }
+}
+
+impl std::ops::Deref for LazyClient {
+    type Target = reqwest::Client;
+
+    fn deref(&self) -> &reqwest::Client {
+        self.get()
+    }
+}
+
+/// So the identity pipeline's transport starts the same way. The signature is the one
+/// `#[async_trait]` gives the trait; this only hands the call to reqwest's own implementation.
+impl azure_core::http::HttpClient for LazyClient {
+    fn execute_request<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: &'life1 azure_core::http::Request,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = azure_core::Result<azure_core::http::AsyncRawResponse>>
+                + Send
+                + 'async_trait,
+        >,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        azure_core::http::HttpClient::execute_request(self.get(), request)
+    }
+}
+
+impl std::fmt::Debug for LazyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("built", &self.0.client.get().is_some())
+            .finish()
+    }
+}
+
 /// A Graph client for resume calls.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
-    http: reqwest::Client,
+    http: LazyClient,
     /// `{base}/{version}`, to which the resume path is appended.
     root: String,
 }
@@ -96,13 +177,13 @@ pub struct GraphClient {
 impl GraphClient {
     /// A client for the Graph and API version the settings name.
     pub fn new(config: &Config) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(USER_AGENT)
-            // A redirect would carry the bearer token somewhere else; Graph never redirects here.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a reqwest client with these options always builds");
+        let http = LazyClient::new(
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(USER_AGENT)
+                // A redirect would carry the bearer token elsewhere; Graph never redirects here.
+                .redirect(reqwest::redirect::Policy::none()),
+        );
         Self {
             http,
             root: format!("{}/{}", config.graph_base, config.api_version.as_str()),
