@@ -116,14 +116,25 @@ impl LazyClient {
 
     fn get(&self) -> &reqwest::Client {
         self.0.client.get_or_init(|| {
-            self.0
+            let builder = self
+                .0
                 .builder
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
-                .expect("only the one initialisation takes the builder")
-                .build()
-                .expect("a reqwest client with these options always builds")
+                .expect("the one initialisation takes the builder");
+            match builder.build() {
+                Ok(client) => client,
+                // Only the TLS setup can fail (no root certificates on the machine): no request
+                // could be served, so stop as a bad start would, and the host restarts us.
+                Err(e) => {
+                    let cause = std::error::Error::source(&e)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    eprintln!("resume-gateway: cannot set up HTTPS: {e}{cause}");
+                    std::process::exit(1)
+                }
+            }
         })
     }
 }

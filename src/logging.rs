@@ -39,7 +39,7 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Installs the JSON logger for the process. Keep the guard until exit: dropping it writes
 /// out every queued line.
-#[must_use = "dropping the guard early loses nothing, but the lines after exit are not flushed"]
+#[must_use = "keep the guard until exit, or the last log lines may be lost"]
 pub fn init(filter: EnvFilter) -> LogGuard {
     let (stdout, guard) = BatchedStdout::start();
     let writer = std::io::stderr.with_max_level(Level::WARN).or_else(stdout);
