@@ -1,8 +1,7 @@
 //! Starting a server binary as the Functions host does, timing its readiness, reading its
 //! memory from `/proc`, and draining its output.
 
-use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,14 +12,15 @@ use std::time::{Duration, Instant};
 const READY_LIMIT: Duration = Duration::from_secs(30);
 /// Short enough not to blur a start of a few milliseconds.
 const READY_POLL: Duration = Duration::from_micros(250);
-const KEPT_LINES: usize = 20;
+/// The end of each output kept to explain a failure.
+const TAIL_BYTES: usize = 4096;
 
-/// What a process wrote, counted; the last lines are kept to explain a failure.
+/// What a process wrote, counted; its end is kept to explain a failure.
 #[derive(Debug, Default)]
 pub struct Output {
     pub lines: u64,
     pub bytes: u64,
-    tail: VecDeque<String>,
+    tail: Vec<u8>,
 }
 
 /// A running server process; killed when dropped.
@@ -114,15 +114,16 @@ impl Server {
 
     /// The last lines the process wrote, for error messages.
     pub fn tail(&self) -> String {
-        let mut lines: Vec<String> = Vec::new();
+        let mut text = String::new();
         for out in [&self.stderr, &self.stdout] {
             let out = out.lock().unwrap_or_else(|p| p.into_inner());
-            lines.extend(out.tail.iter().cloned());
+            text.push_str(String::from_utf8_lossy(&out.tail).trim_end());
+            text.push('\n');
         }
-        if lines.is_empty() {
+        if text.trim().is_empty() {
             "(no output)".into()
         } else {
-            lines.join("\n")
+            text.trim_end().to_owned()
         }
     }
 }
@@ -160,23 +161,29 @@ fn probe(addr: SocketAddr) -> io::Result<bool> {
     }
 }
 
-/// Reads a pipe to its end on a thread of its own, so a chatty child never blocks on it.
-fn drain(pipe: impl Read + Send + 'static) -> Arc<Mutex<Output>> {
+/// Reads a pipe to its end on a thread of its own, so a chatty child never blocks on it. It
+/// reads in large chunks and only counts lines, so that reading the gateway's log (as the
+/// host does) costs the shared CPU as little as possible.
+fn drain(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Output>> {
     let out = Arc::new(Mutex::new(Output::default()));
     let sink = out.clone();
     std::thread::spawn(move || {
-        let mut reader = BufReader::with_capacity(64 * 1024, pipe);
-        let mut line = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            let mut o = sink.lock().unwrap_or_else(|p| p.into_inner());
-            o.lines += 1;
-            o.bytes += line.len() as u64;
-            if o.tail.len() == KEPT_LINES {
-                o.tail.pop_front();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut last = Vec::new();
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            last.extend_from_slice(chunk);
+            if last.len() > TAIL_BYTES {
+                last.drain(..last.len() - TAIL_BYTES);
             }
-            o.tail
-                .push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
-            line.clear();
+            let mut o = sink.lock().unwrap_or_else(|p| p.into_inner());
+            o.lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+            o.bytes += n as u64;
+            o.tail.clone_from(&last);
         }
     });
     out
