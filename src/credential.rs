@@ -364,12 +364,12 @@ fn http_status(error: &azure_core::Error) -> Option<u16> {
 /// Client options for the identity pipeline: no SDK retries (the gateway's retry loop owns
 /// the deadline) and a transport with bounded connect and call times.
 fn client_options(cloud: Option<GraphCloud>) -> ClientOptions {
-    let http = reqwest::Client::builder()
-        .connect_timeout(IDENTITY_CONNECT_TIMEOUT)
-        .timeout(IDENTITY_CALL_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a reqwest client with timeouts always builds");
+    let http = crate::graph::LazyClient::new(
+        reqwest::Client::builder()
+            .connect_timeout(IDENTITY_CONNECT_TIMEOUT)
+            .timeout(IDENTITY_CALL_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none()),
+    );
     ClientOptions {
         retry: RetryOptions::none(),
         transport: Some(Transport::new(Arc::new(http))),

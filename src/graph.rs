@@ -2,8 +2,8 @@
 //! for good. One resume call per attempt (the resume loop lives in `resume`), and a retrying,
 //! paging GET for the operator commands; both share one retry policy.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -169,10 +169,102 @@ pub fn full_jitter(step: Duration) -> Duration {
     Duration::from_millis(fastrand::u64(0..=millis))
 }
 
+/// A reqwest client whose construction runs on a thread of its own from the moment it is
+/// asked for. Building one loads and parses the system's root certificates, the largest part
+/// of the gateway's start (measured with `perf`); off the main thread, the host's readiness
+/// poll does not wait for it. The first use waits for the build if it is still running.
+#[derive(Clone)]
+pub struct LazyClient(Arc<LazyInner>);
+
+struct LazyInner {
+    client: OnceLock<reqwest::Client>,
+    builder: Mutex<Option<reqwest::ClientBuilder>>,
+}
+
+impl LazyClient {
+    pub fn new(builder: reqwest::ClientBuilder) -> Self {
+        let lazy = Self(Arc::new(LazyInner {
+            client: OnceLock::new(),
+            builder: Mutex::new(Some(builder)),
+        }));
+        let early = lazy.clone();
+        // Without the thread, the first use builds it.
+        let _ = std::thread::Builder::new()
+            .name("http-client-init".into())
+            .spawn(move || {
+                early.client();
+            });
+        lazy
+    }
+
+    /// The built client, waiting for the build if it is still running.
+    fn client(&self) -> &reqwest::Client {
+        self.0.client.get_or_init(|| {
+            let builder = self
+                .0
+                .builder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .expect("the one initialisation takes the builder");
+            match builder.build() {
+                Ok(client) => client,
+                // Only the TLS setup can fail (no root certificates on the machine): no request
+                // could be served, so stop as a bad start would, and the host restarts us.
+                Err(e) => {
+                    let cause = std::error::Error::source(&e)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    eprintln!("resume-gateway: cannot set up HTTPS: {e}{cause}");
+                    std::process::exit(1)
+                }
+            }
+        })
+    }
+}
+
+impl std::ops::Deref for LazyClient {
+    type Target = reqwest::Client;
+
+    fn deref(&self) -> &reqwest::Client {
+        self.client()
+    }
+}
+
+/// So the identity pipeline's transport starts the same way. The signature is the one
+/// `#[async_trait]` gives the trait; this only hands the call to reqwest's own implementation.
+impl azure_core::http::HttpClient for LazyClient {
+    fn execute_request<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: &'life1 azure_core::http::Request,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = azure_core::Result<azure_core::http::AsyncRawResponse>>
+                + Send
+                + 'async_trait,
+        >,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        azure_core::http::HttpClient::execute_request(self.client(), request)
+    }
+}
+
+impl std::fmt::Debug for LazyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("built", &self.0.client.get().is_some())
+            .finish()
+    }
+}
+
 /// A Graph client: resume calls, and the GETs the operator commands make.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
-    http: reqwest::Client,
+    http: LazyClient,
     /// `{base}/{version}`, to which the resume path is appended.
     root: String,
     /// `{cloud's Graph}/{version}`: where Graph's own `@odata.nextLink`s point when
@@ -183,13 +275,13 @@ pub struct GraphClient {
 impl GraphClient {
     /// A client for the Graph and API version the settings name.
     pub fn new(config: &Config) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(USER_AGENT)
-            // A redirect would carry the bearer token somewhere else; Graph never redirects here.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a reqwest client with these options always builds");
+        let http = LazyClient::new(
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(USER_AGENT)
+                // A redirect would carry the bearer token elsewhere; Graph never redirects here.
+                .redirect(reqwest::redirect::Policy::none()),
+        );
         Self {
             http,
             root: format!("{}/{}", config.graph_base, config.api_version.as_str()),

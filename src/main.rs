@@ -33,7 +33,8 @@ fn serve() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTING);
         }
     };
-    logging::init(filter);
+    // Held to the end of main: dropping it writes out the queued log lines.
+    let _logs = logging::init(filter);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
