@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::callout::OperationStatus;
 use crate::ids::Guid;
 use crate::resume::{Outcome, ResumeError};
+use crate::resume_path::ResumeTarget;
 
 /// How long a success is remembered.
 pub const SUCCESS_WINDOW: Duration = Duration::from_secs(600);
@@ -47,11 +48,17 @@ enum Entry {
         status: OperationStatus,
         result: watch::Receiver<Option<Shared>>,
     },
-    Done {
-        status: OperationStatus,
-        outcome: Box<Outcome>,
-        at: Instant,
-    },
+    Done(Remembered),
+}
+
+/// What a repeat answer needs of a success; the rest (the target) comes from the repeat
+/// request itself. Kept small: up to [`CAPACITY`] of these stay in memory.
+struct Remembered {
+    status: OperationStatus,
+    graph_status: Option<u16>,
+    graph_request_id: Option<Box<str>>,
+    client_request_id: Box<str>,
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -69,7 +76,7 @@ impl Entries {
             }
             self.done.pop_front();
             // Only drop the entry this record is about; a newer one may have replaced it.
-            if matches!(self.map.get(&key), Some(Entry::Done { at: a, .. }) if *a == at) {
+            if matches!(self.map.get(&key), Some(Entry::Done(r)) if r.at == at) {
                 self.map.remove(&key);
             }
         }
@@ -117,29 +124,33 @@ impl Deduplicator {
     /// caller that started it goes away.
     pub async fn run<F>(
         self: &Arc<Self>,
-        result_id: &Guid,
+        target: &ResumeTarget,
         status: OperationStatus,
         resume: F,
     ) -> Result<Shared, DedupeError>
     where
         F: Future<Output = Shared> + Send + 'static,
     {
+        let result_id = &target.result_id;
         let mut receiver = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.forget_old(Instant::now(), self.window, self.capacity);
             match entries.map.get(result_id) {
-                Some(Entry::Done {
-                    status: done,
-                    outcome,
-                    ..
-                }) => {
-                    if *done != status {
-                        return Err(self.conflict(result_id, *done, status, false));
+                Some(Entry::Done(done)) => {
+                    if done.status != status {
+                        return Err(self.conflict(result_id, done.status, status, false));
                     }
-                    let mut repeat = Outcome::clone(outcome);
-                    repeat.already_resumed = true;
-                    repeat.attempts = 0;
-                    return Ok(Ok(repeat));
+                    return Ok(Ok(Outcome {
+                        target: target.clone(),
+                        status,
+                        graph_status: done.graph_status,
+                        graph_request_id: done.graph_request_id.as_deref().map(str::to_owned),
+                        client_request_id: done.client_request_id.to_string(),
+                        attempts: 0,
+                        elapsed: Duration::ZERO,
+                        dry_run: None,
+                        already_resumed: true,
+                    }));
                 }
                 Some(Entry::InFlight {
                     status: running,
@@ -207,11 +218,13 @@ impl Deduplicator {
                 let at = Instant::now();
                 entries.map.insert(
                     key.clone(),
-                    Entry::Done {
+                    Entry::Done(Remembered {
                         status,
-                        outcome: Box::new(outcome.clone()),
+                        graph_status: outcome.graph_status,
+                        graph_request_id: outcome.graph_request_id.as_deref().map(Box::from),
+                        client_request_id: outcome.client_request_id.as_str().into(),
                         at,
-                    },
+                    }),
                 );
                 entries.done.push_back((key.clone(), at));
                 entries.forget_old(at, self.window, self.capacity);
@@ -277,11 +290,14 @@ impl Drop for Finish<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resume_path::ResumeTarget;
     use std::sync::atomic::AtomicU32;
 
     fn guid(n: u32) -> Guid {
         Guid::parse(&format!("00000000-0000-4000-8000-{n:012}")).unwrap()
+    }
+
+    fn target(result: &Guid) -> ResumeTarget {
+        ResumeTarget::from_ids(guid(1), guid(2), result.clone())
     }
 
     fn outcome(result: &Guid) -> Outcome {
@@ -313,8 +329,12 @@ mod tests {
             .map(|_| {
                 let (d, calls, id) = (d.clone(), calls.clone(), id.clone());
                 tokio::spawn(async move {
-                    d.run(&id, OperationStatus::Completed, slow_ok(calls, id.clone()))
-                        .await
+                    d.run(
+                        &target(&id),
+                        OperationStatus::Completed,
+                        slow_ok(calls, id.clone()),
+                    )
+                    .await
                 })
             })
             .collect();
@@ -325,7 +345,7 @@ mod tests {
         // A repeat after success is answered from memory.
         let again = d
             .run(
-                &id,
+                &target(&id),
                 OperationStatus::Completed,
                 slow_ok(calls.clone(), id.clone()),
             )
@@ -336,7 +356,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let other = d
             .run(
-                &id,
+                &target(&id),
                 OperationStatus::Failed,
                 slow_ok(calls.clone(), id.clone()),
             )
@@ -359,14 +379,18 @@ mod tests {
         let first = {
             let (d, calls, id) = (d.clone(), calls.clone(), id.clone());
             tokio::spawn(async move {
-                d.run(&id, OperationStatus::Completed, slow_ok(calls, id.clone()))
-                    .await
+                d.run(
+                    &target(&id),
+                    OperationStatus::Completed,
+                    slow_ok(calls, id.clone()),
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
         let e = d
             .run(
-                &id,
+                &target(&id),
                 OperationStatus::Failed,
                 slow_ok(calls.clone(), id.clone()),
             )
@@ -397,7 +421,7 @@ mod tests {
             })
         };
         assert!(
-            d.run(&id, OperationStatus::Completed, fail)
+            d.run(&target(&id), OperationStatus::Completed, fail)
                 .await
                 .unwrap()
                 .is_err()
@@ -406,7 +430,7 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         let ok = d
             .run(
-                &id,
+                &target(&id),
                 OperationStatus::Failed,
                 slow_ok(calls.clone(), id.clone()),
             )
@@ -423,7 +447,7 @@ mod tests {
         for n in 0..250 {
             let id = guid(n);
             d.run(
-                &id,
+                &target(&id),
                 OperationStatus::Completed,
                 slow_ok_fast(calls.clone(), id.clone()),
             )
@@ -436,7 +460,7 @@ mod tests {
         let id = guid(249);
         let again = d
             .run(
-                &id,
+                &target(&id),
                 OperationStatus::Completed,
                 slow_ok_fast(calls.clone(), id.clone()),
             )
@@ -457,7 +481,9 @@ mod tests {
         let d = Arc::new(Deduplicator::default());
         let id = guid(10);
         let e = d
-            .run(&id, OperationStatus::Completed, async { panic!("boom") })
+            .run(&target(&id), OperationStatus::Completed, async {
+                panic!("boom")
+            })
             .await
             .unwrap_err();
         assert_eq!(e, DedupeError::Lost);

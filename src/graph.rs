@@ -162,6 +162,16 @@ pub fn next_wait(
 /// wait: less cannot reach Graph and get an answer, and would only blur the attempt count.
 const MIN_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
 
+/// A fresh `client-request-id` (a version 4 UUID). It only correlates logs, so it comes from
+/// the fast thread-local generator rather than a system call to the OS RNG per request.
+pub fn client_request_id() -> String {
+    let bytes: [u8; 16] = fastrand::u128(..).to_le_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
 /// A uniformly random wait between zero and `step` ("full jitter"), so that many gateways
 /// retrying after the same outage do not arrive together.
 pub fn full_jitter(step: Duration) -> Duration {
@@ -396,7 +406,7 @@ impl GraphClient {
         bearer: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Fetched, GetError> {
-        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let client_request_id = client_request_id();
         let attempts = AtomicU32::new(0);
         let last: Mutex<Option<GraphFailure>> = Mutex::new(None);
         let attempt = || async {
@@ -637,6 +647,18 @@ struct InnerError {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn client_request_ids_are_distinct_version_4_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| client_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(20) {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 4, "{id}");
+            assert_eq!(parsed.hyphenated().to_string(), *id);
+        }
+    }
 
     #[test]
     fn body_matches_the_documented_shape() {

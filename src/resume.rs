@@ -128,7 +128,7 @@ impl Resumer {
         request: &ResumeRequest,
         started: Instant,
     ) -> Result<Outcome, ResumeError> {
-        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let client_request_id = crate::graph::client_request_id();
         let body = ResumeBody::new(
             request.status,
             request.status_reasons.clone(),

@@ -264,7 +264,7 @@ async fn handle(
     };
     let shared = state
         .dedupe
-        .run(&request.target.result_id, request.status, resume)
+        .run(&request.target, request.status, resume)
         .await;
     match shared {
         Ok(Ok(outcome)) => Ok(outcome),
