@@ -12,6 +12,7 @@ use crate::callout::{OperationStatus, ResumeRequest};
 use crate::config::Config;
 use crate::credential::{CredentialError, TokenIdentity, TokenSource};
 use crate::graph::{self, AttemptError, GraphClient, GraphFailure, ResumeBody};
+use crate::ids::Guid;
 use crate::resume_path::ResumeTarget;
 
 /// No single Graph attempt may take longer than this, so a hung connection leaves time to retry.
@@ -34,6 +35,60 @@ pub struct Outcome {
     pub dry_run: Option<DryRun>,
     /// True when this answer repeats an earlier success instead of calling Graph again.
     pub already_resumed: bool,
+}
+
+/// The success answer: the HTTP function returns it, and `handler resume --json` prints it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resumed<'a> {
+    outcome: &'static str,
+    workflow_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<&'a str>,
+    task_processing_result_id: &'a str,
+    operation_status: &'static str,
+    dry_run: bool,
+    already_resumed: bool,
+    graph_status: Option<u16>,
+    graph_request_id: Option<&'a str>,
+    client_request_id: &'a str,
+    attempts: u32,
+    elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<&'a DryRun>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invocation_id: Option<&'a str>,
+}
+
+impl<'a> Resumed<'a> {
+    /// The answer for `outcome`; `elapsed` is the caller's whole request, `invocation_id` the
+    /// Functions host's id for it when there is one.
+    pub fn new(outcome: &'a Outcome, elapsed: Duration, invocation_id: Option<&'a str>) -> Self {
+        let target = &outcome.target;
+        Self {
+            outcome: if outcome.dry_run.is_some() {
+                "dry-run"
+            } else {
+                "resumed"
+            },
+            workflow_id: target.workflow_id.as_str(),
+            task_id: target.task_id.as_ref().map(Guid::as_str),
+            run_id: target.run_id.as_ref().map(Guid::as_str),
+            task_processing_result_id: target.result_id.as_str(),
+            operation_status: outcome.status.as_str(),
+            dry_run: outcome.dry_run.is_some(),
+            already_resumed: outcome.already_resumed,
+            graph_status: outcome.graph_status,
+            graph_request_id: outcome.graph_request_id.as_deref(),
+            client_request_id: &outcome.client_request_id,
+            attempts: outcome.attempts,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            request: outcome.dry_run.as_ref(),
+            invocation_id,
+        }
+    }
 }
 
 /// The request a dry run would have sent.

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use serde::Serialize;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -19,7 +18,7 @@ use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
 use crate::dedupe::Deduplicator;
 use crate::host::{self, HttpFunction};
 use crate::problem::GatewayError;
-use crate::resume::{DryRun, Outcome, Resumer};
+use crate::resume::{Outcome, Resumed, Resumer};
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 /// A JSON invocation wraps the request; base64 makes it a third larger than the body limit.
@@ -73,31 +72,6 @@ async fn method_not_allowed(method: Method) -> Response {
     GatewayError::MethodNotAllowed(method.to_string()).into_response()
 }
 
-/// The success answer.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Resumed<'a> {
-    outcome: &'static str,
-    workflow_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run_id: Option<&'a str>,
-    task_processing_result_id: &'a str,
-    operation_status: &'static str,
-    dry_run: bool,
-    already_resumed: bool,
-    graph_status: Option<u16>,
-    graph_request_id: Option<&'a str>,
-    client_request_id: &'a str,
-    attempts: u32,
-    elapsed_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<&'a DryRun>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    invocation_id: Option<&'a str>,
-}
-
 async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let invocation_id = headers
@@ -131,7 +105,8 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         }
         Err(e) => Err((e.clone().into(), None)),
     };
-    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
         Ok(outcome) => {
@@ -161,7 +136,7 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                     "accepted by Graph"
                 }
             );
-            let body = success_body(&outcome, invocation_id.as_deref(), elapsed_ms);
+            let body = Resumed::new(&outcome, elapsed, invocation_id.as_deref());
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         Err((error, request)) => {
@@ -204,35 +179,6 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             problem.into_response()
         }
     })
-}
-
-fn success_body<'a>(
-    outcome: &'a Outcome,
-    invocation_id: Option<&'a str>,
-    elapsed_ms: u64,
-) -> Resumed<'a> {
-    let target = &outcome.target;
-    Resumed {
-        outcome: if outcome.dry_run.is_some() {
-            "dry-run"
-        } else {
-            "resumed"
-        },
-        workflow_id: target.workflow_id.as_str(),
-        task_id: target.task_id.as_ref().map(|t| t.as_str()),
-        run_id: target.run_id.as_ref().map(|t| t.as_str()),
-        task_processing_result_id: target.result_id.as_str(),
-        operation_status: outcome.status.as_str(),
-        dry_run: outcome.dry_run.is_some(),
-        already_resumed: outcome.already_resumed,
-        graph_status: outcome.graph_status,
-        graph_request_id: outcome.graph_request_id.as_deref(),
-        client_request_id: &outcome.client_request_id,
-        attempts: outcome.attempts,
-        elapsed_ms,
-        request: outcome.dry_run.as_ref(),
-        invocation_id,
-    }
 }
 
 type Failure = (GatewayError, Option<ResumeRequest>);

@@ -209,6 +209,12 @@ async fn pending_pages_through_three_pages_and_waits_out_throttling() {
     )
     .await;
     assert_eq!(ran.code, 0, "{}", ran.all());
+    let scanned_finished_run = graph.requests().await.iter().any(|r| {
+        r.url
+            .path()
+            .ends_with(&format!("/runs/{DONE_RUN}/taskProcessingResults"))
+    });
+    assert!(!scanned_finished_run, "a finished run is not scanned");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was honoured"

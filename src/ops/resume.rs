@@ -5,7 +5,6 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -14,7 +13,7 @@ use crate::callout::{OperationStatus, RequestError, ResumeRequest};
 use crate::cli::ResumeArgs;
 use crate::credential::TokenSource;
 use crate::problem::{GatewayError, Problem};
-use crate::resume::{DryRun, Outcome, Resumer};
+use crate::resume::{Outcome, Resumed, Resumer};
 
 /// Why the flags do not make a resume request.
 #[derive(Debug, thiserror::Error)]
@@ -67,53 +66,6 @@ fn read_callout(file: &std::path::Path) -> Result<Value, ArgsError> {
     serde_json::from_str(&text).map_err(|source| ArgsError::CalloutNotJson { path, source })
 }
 
-/// What `--json` prints when Graph took the resume (or in a dry run).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Resumed<'a> {
-    outcome: &'static str,
-    workflow_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run_id: Option<&'a str>,
-    task_processing_result_id: &'a str,
-    operation_status: &'static str,
-    dry_run: bool,
-    graph_status: Option<u16>,
-    graph_request_id: Option<&'a str>,
-    client_request_id: &'a str,
-    attempts: u32,
-    elapsed_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<&'a DryRun>,
-}
-
-impl<'a> Resumed<'a> {
-    fn new(o: &'a Outcome) -> Self {
-        let t = &o.target;
-        Self {
-            outcome: if o.dry_run.is_some() {
-                "dry-run"
-            } else {
-                "resumed"
-            },
-            workflow_id: t.workflow_id.as_str(),
-            task_id: t.task_id.as_ref().map(|x| x.as_str()),
-            run_id: t.run_id.as_ref().map(|x| x.as_str()),
-            task_processing_result_id: t.result_id.as_str(),
-            operation_status: o.status.as_str(),
-            dry_run: o.dry_run.is_some(),
-            graph_status: o.graph_status,
-            graph_request_id: o.graph_request_id.as_deref(),
-            client_request_id: &o.client_request_id,
-            attempts: o.attempts,
-            elapsed_ms: u64::try_from(o.elapsed.as_millis()).unwrap_or(u64::MAX),
-            request: o.dry_run.as_ref(),
-        }
-    }
-}
-
 /// `handler resume`.
 pub fn main(args: ResumeArgs) -> ExitCode {
     let mut config = match settings() {
@@ -149,7 +101,7 @@ pub fn main(args: ResumeArgs) -> ExitCode {
         match resumer.resume(&request, Instant::now()).await {
             Ok(outcome) => {
                 if args.json {
-                    print_json(&Resumed::new(&outcome));
+                    print_json(&Resumed::new(&outcome, outcome.elapsed, None));
                 } else {
                     print_outcome(&outcome);
                 }

@@ -75,9 +75,20 @@ pub fn gateway_token(roles: &[&str], marker: &str) -> String {
     )
 }
 
+/// wiremock checks `.expect()` counts when a server is dropped, by blocking the dropping thread
+/// on the server's state lock. After a test killed the gateway with a thousand connections
+/// open, that wait once never returned (a hung test run). The shared mocks set no `.expect()`
+/// (tests assert on `received_requests` instead), so they are never dropped: each server's
+/// thread ends with the test process.
+pub type Server = std::mem::ManuallyDrop<MockServer>;
+
+async fn server() -> Server {
+    std::mem::ManuallyDrop::new(MockServer::start().await)
+}
+
 /// A mock App Service managed-identity endpoint (`IDENTITY_ENDPOINT`, api-version 2019-08-01).
 pub struct Identity {
-    pub server: MockServer,
+    pub server: Server,
     pub token: String,
 }
 
@@ -87,7 +98,7 @@ impl Identity {
     }
 
     pub async fn start_with_roles(roles: &[&str]) -> Self {
-        let server = MockServer::start().await;
+        let server = server().await;
         let token = gateway_token(roles, "secret-token-marker-6f1d");
         Mock::given(method("GET"))
             .and(path("/msi/token"))
@@ -103,7 +114,7 @@ impl Identity {
     /// An identity endpoint with no mocks mounted (tests add their own).
     pub async fn bare() -> Self {
         Self {
-            server: MockServer::start().await,
+            server: server().await,
             token: gateway_token(&[], "secret-token-marker-6f1d"),
         }
     }
@@ -138,13 +149,13 @@ pub fn token_response(token: &str) -> ResponseTemplate {
 
 /// A mock Graph.
 pub struct Graph {
-    pub server: MockServer,
+    pub server: Server,
 }
 
 impl Graph {
     pub async fn start() -> Self {
         Self {
-            server: MockServer::start().await,
+            server: server().await,
         }
     }
 
