@@ -564,14 +564,7 @@ fn transport_failure(e: &reqwest::Error, timeout: Duration) -> GraphFailure {
     } else {
         format!("the connection to Graph failed: {}", error_chain(e))
     };
-    GraphFailure {
-        status: None,
-        code: None,
-        message,
-        request_id: None,
-        retry_after: None,
-        throttle_scope: None,
-    }
+    GraphFailure::without_answer(message)
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); the chain names it.

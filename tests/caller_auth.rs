@@ -763,26 +763,6 @@ fn unsafe_caller_settings_stop_the_gateway_with_one_line() {
         ),
     ];
     for (env, setting, shown) in cases {
-        let started = Instant::now();
-        let (mut child, output) = spawn(&env, free_port());
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(2),
-                "{setting}: still running"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        output.wait_closed(Duration::from_secs(5));
-        assert_eq!(status.code(), Some(2), "{setting}");
-        let stderr = output.stderr();
-        assert_eq!(stderr.len(), 1, "{setting}: {stderr:?}");
-        assert!(
-            stderr[0].contains(setting) && stderr[0].contains(shown),
-            "{}",
-            stderr[0]
-        );
+        assert_stops_on_bad_setting(&env, setting, shown, Duration::from_secs(2));
     }
 }

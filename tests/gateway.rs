@@ -688,27 +688,7 @@ fn a_bad_setting_stops_at_once_with_one_line_naming_it() {
         ("RUST_LOG", "info,[["),
     ];
     for (setting, value) in cases {
-        let started = Instant::now();
-        let (mut child, output) = spawn(&[(setting.to_string(), value.to_string())], free_port());
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(1),
-                "{setting}: still running after 1 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        output.wait_closed(Duration::from_secs(5));
-        assert_eq!(status.code(), Some(2), "{setting}");
-        let stderr = output.stderr();
-        assert_eq!(stderr.len(), 1, "{setting}: {stderr:?}");
-        assert!(
-            stderr[0].contains(setting) && stderr[0].contains(value),
-            "{}",
-            stderr[0]
-        );
-        assert!(output.stdout().is_empty());
+        let env = [(setting.to_string(), value.to_string())];
+        assert_stops_on_bad_setting(&env, setting, value, Duration::from_secs(1));
     }
 }

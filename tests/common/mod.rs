@@ -310,6 +310,42 @@ pub fn spawn(env: &[(String, String)], port: u16) -> (Child, Output) {
     (child, output)
 }
 
+/// Starts the handler with `env` and asserts it stops within `within` as a bad setting must:
+/// exit code 2, nothing on stdout, one line on stderr naming `setting` and showing `shown`.
+pub fn assert_stops_on_bad_setting(
+    env: &[(String, String)],
+    setting: &str,
+    shown: &str,
+    within: Duration,
+) {
+    let started = Instant::now();
+    let (mut child, output) = spawn(env, free_port());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{setting}: still running after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    output.wait_closed(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(2), "{setting}");
+    let stderr = output.stderr();
+    assert_eq!(stderr.len(), 1, "{setting}: {stderr:?}");
+    assert!(
+        stderr[0].contains(setting) && stderr[0].contains(shown),
+        "{}",
+        stderr[0]
+    );
+    assert!(
+        output.stdout().is_empty(),
+        "{setting}: {:?}",
+        output.stdout()
+    );
+}
+
 /// Polls `GET http://127.0.0.1:<port>/` as the Functions host does (every 25 ms, 30 s limit)
 /// and returns the time since `started`; panics with the child's output if it exits first.
 pub async fn wait_ready(
