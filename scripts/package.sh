@@ -28,7 +28,7 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 musl=x86_64-unknown-linux-musl
 choice="${PACKAGE_TARGET:-}"
 if [[ -z "$choice" ]]; then
-  if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then choice=musl; else choice=gnu.2.17; fi
+  if rustup target list --installed 2>/dev/null | grep -x "$musl" >/dev/null; then choice=musl; else choice=gnu.2.17; fi
 fi
 
 target_dir="${CARGO_TARGET_DIR:-target}"

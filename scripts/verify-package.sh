@@ -35,12 +35,13 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 unzip -q "$zip_path" handler -d "$work"
 handler="$work/handler"
-head -c 4 "$handler" | od -An -c | tr -d ' \n' | grep -q '^177ELF$' || fail "handler is not an ELF binary"
-objdump -f "$handler" | grep -q 'elf64-x86-64' || fail "handler is not x86-64: $(objdump -f "$handler" | grep format)"
+# Greps read all their input (no -q): under pipefail an early exit would SIGPIPE the producer.
+head -c 4 "$handler" | od -An -c | tr -d ' \n' | grep '^177ELF$' >/dev/null || fail "handler is not an ELF binary"
+objdump -f "$handler" | grep 'elf64-x86-64' >/dev/null || fail "handler is not x86-64: $(objdump -f "$handler" | grep format)"
 
 glibc_versions="$(objdump -T "$handler" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV || true)"
 if [[ -z "$glibc_versions" ]]; then
-  if objdump -p "$handler" | grep -q 'NEEDED'; then
+  if objdump -p "$handler" | grep 'NEEDED' >/dev/null; then
     fail "handler is dynamically linked but lists no GLIBC symbol versions"
   fi
   echo "verify-package: handler is fully static"
