@@ -108,6 +108,15 @@ impl RequestError {
 impl ResumeRequest {
     /// Parses and validates a request body.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
+        match fast::parse(body) {
+            Some(request) => Ok(request),
+            None => Self::parse_any(body),
+        }
+    }
+
+    /// The complete parser: any body, every refusal explained. [`Self::parse`] only comes
+    /// here when the fast path declines.
+    fn parse_any(body: &[u8]) -> Result<Self, RequestError> {
         let object: Map<String, Value> = serde_json::from_slice(body)
             .map_err(|e| RequestError::Malformed(without_position(&e)))?;
         if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
@@ -158,13 +167,7 @@ impl ResumeRequest {
 
         let source = get("source")
             .map(|v| match v {
-                Value::String(s)
-                    if !s.trim().is_empty()
-                        && s.chars().count() <= MAX_SOURCE_CHARS
-                        && !s.chars().any(char::is_control) =>
-                {
-                    Ok(s.clone())
-                }
+                Value::String(s) if source_ok(s) => Ok(s.clone()),
                 _ => Err(RequestError::field(
                     "source",
                     format!(
@@ -176,7 +179,7 @@ impl ResumeRequest {
 
         match get("type") {
             None => {}
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("lifecycleEvent") => {}
+            Some(Value::String(s)) if type_ok(s) => {}
             Some(_) => {
                 return Err(RequestError::field(
                     "type",
@@ -281,33 +284,9 @@ fn from_callout(value: &Value) -> Result<ResumeTarget, RequestError> {
     match data.get("callbackUriPath").filter(|v| !v.is_null()) {
         Some(path) => {
             let target = from_path("callout.data.callbackUriPath", path)?;
-            // The ids travel twice in a callout; disagreement means a mangled or forged callout.
-            for (field, given, expected) in [
-                (
-                    "callout.data.workflow.id",
-                    workflow,
-                    Some(&target.workflow_id),
-                ),
-                ("callout.data.task.id", task, target.task_id.as_ref()),
-                (
-                    "callout.data.taskProcessingResult.id",
-                    result,
-                    Some(&target.result_id),
-                ),
-            ] {
-                let given = given.and_then(Value::as_str).and_then(Guid::parse);
-                if let (Some(given), Some(expected)) = (given, expected)
-                    && &given != expected
-                {
-                    return Err(RequestError::field(
-                        field,
-                        format!(
-                            "is {given} but callbackUriPath names {expected}; the callout is inconsistent, pass it unchanged"
-                        ),
-                    ));
-                }
-            }
-            Ok(target)
+            let [workflow, task, result] =
+                [workflow, task, result].map(|v| v.and_then(Value::as_str));
+            consistent(target, [workflow, task, result])
         }
         None => Ok(ResumeTarget::from_ids(
             guid("callout.data.workflow.id", workflow)?,
@@ -315,6 +294,54 @@ fn from_callout(value: &Value) -> Result<ResumeTarget, RequestError> {
             guid("callout.data.taskProcessingResult.id", result)?,
         )),
     }
+}
+
+/// The ids travel twice in a callout; disagreement means a mangled or forged callout.
+/// `given` are the workflow, task and result ids of `callout.data`, where they are strings.
+fn consistent(
+    target: ResumeTarget,
+    given: [Option<&str>; 3],
+) -> Result<ResumeTarget, RequestError> {
+    let [workflow, task, result] = given;
+    for (field, given, expected) in [
+        (
+            "callout.data.workflow.id",
+            workflow,
+            Some(&target.workflow_id),
+        ),
+        ("callout.data.task.id", task, target.task_id.as_ref()),
+        (
+            "callout.data.taskProcessingResult.id",
+            result,
+            Some(&target.result_id),
+        ),
+    ] {
+        if let (Some(given), Some(expected)) = (given.and_then(Guid::parse), expected)
+            && &given != expected
+        {
+            return Err(RequestError::field(
+                field,
+                format!(
+                    "is {given} but callbackUriPath names {expected}; the callout is inconsistent, pass it unchanged"
+                ),
+            ));
+        }
+    }
+    Ok(target)
+}
+
+fn source_ok(s: &str) -> bool {
+    !s.trim().is_empty()
+        && s.chars().count() <= MAX_SOURCE_CHARS
+        && !s.chars().any(char::is_control)
+}
+
+fn type_ok(s: &str) -> bool {
+    s.eq_ignore_ascii_case("lifecycleEvent")
+}
+
+fn reason_ok(s: &str) -> bool {
+    s.chars().count() <= MAX_REASON_CHARS
 }
 
 fn from_path(field: &str, value: &Value) -> Result<ResumeTarget, RequestError> {
@@ -357,7 +384,7 @@ fn reasons(items: &[Value]) -> Result<Vec<String>, RequestError> {
         .iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::String(s) if s.chars().count() <= MAX_REASON_CHARS => Ok(s.clone()),
+            Value::String(s) if reason_ok(s) => Ok(s.clone()),
             Value::String(_) => Err(RequestError::field(
                 &format!("statusReasons[{i}]"),
                 format!("is longer than {MAX_REASON_CHARS} characters"),
@@ -387,6 +414,120 @@ fn without_position(e: &serde_json::Error) -> String {
     match text.rfind(" at line ") {
         Some(i) => text[..i].to_owned(),
         None => text,
+    }
+}
+
+/// The common, valid request, parsed without building a JSON tree: borrowed strings, and the
+/// callout's other contents (the subject's personal data among them) skipped unread. Under
+/// load, the tree was the largest part of the gateway's own work (`valgrind --tool=callgrind`).
+///
+/// It accepts a subset of what [`ResumeRequest::parse_any`] accepts, with the same result; on
+/// anything else (an escaped string, a wrong type, an invalid value) it declines, and the
+/// complete parser decides and explains. A property test holds the two to that.
+mod fast {
+    use serde::Deserialize;
+
+    use super::{
+        MAX_REASONS, OperationStatus, ResumeRequest, consistent, reason_ok, source_ok, type_ok,
+    };
+    use crate::ids::Guid;
+    use crate::resume_path::ResumeTarget;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Body<'a> {
+        #[serde(borrow)]
+        operation_status: Option<&'a str>,
+        #[serde(borrow)]
+        status_reasons: Option<Vec<&'a str>>,
+        source: Option<&'a str>,
+        #[serde(rename = "type")]
+        kind: Option<&'a str>,
+        #[serde(borrow)]
+        callout: Option<Callout<'a>>,
+        callback_uri_path: Option<&'a str>,
+        workflow_id: Option<&'a str>,
+        task_id: Option<&'a str>,
+        task_processing_result_id: Option<&'a str>,
+    }
+
+    /// Unknown fields are skipped: the callout carries much the gateway never reads.
+    #[derive(Deserialize)]
+    struct Callout<'a> {
+        #[serde(borrow)]
+        data: Option<Data<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data<'a> {
+        callback_uri_path: Option<&'a str>,
+        #[serde(borrow)]
+        workflow: Option<Id<'a>>,
+        #[serde(borrow)]
+        task: Option<Id<'a>>,
+        #[serde(borrow)]
+        task_processing_result: Option<Id<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        id: Option<&'a str>,
+    }
+
+    /// More nesting than the complete parser allows (serde_json's limit is 128) is left to it;
+    /// skipping unread values has no such limit. Counting every bracket over-counts, safely.
+    const MAX_BRACKETS: usize = 64;
+
+    pub(super) fn parse(body: &[u8]) -> Option<ResumeRequest> {
+        if body.iter().filter(|b| matches!(b, b'{' | b'[')).count() > MAX_BRACKETS {
+            return None;
+        }
+        // Checked whole, as the complete parser does: skipped strings are not checked otherwise.
+        let text = std::str::from_utf8(body).ok()?;
+        let b: Body<'_> = serde_json::from_str(text).ok()?;
+        let status = OperationStatus::parse(b.operation_status?)?;
+        let status_reasons = match b.status_reasons {
+            None => Vec::new(),
+            Some(r) if r.len() <= MAX_REASONS && r.iter().all(|s| reason_ok(s)) => {
+                r.into_iter().map(str::to_owned).collect()
+            }
+            Some(_) => return None,
+        };
+        let source = match b.source {
+            None => None,
+            Some(s) if source_ok(s) => Some(s.to_owned()),
+            Some(_) => return None,
+        };
+        if b.kind.is_some_and(|t| !type_ok(t)) {
+            return None;
+        }
+        let ids = [b.workflow_id, b.task_id, b.task_processing_result_id];
+        let target = match (b.callout, b.callback_uri_path, ids) {
+            (Some(callout), None, [None, None, None]) => {
+                let data = callout.data?;
+                let given = [data.workflow, data.task, data.task_processing_result]
+                    .map(|holder| holder.and_then(|h| h.id));
+                match data.callback_uri_path {
+                    Some(path) => consistent(ResumeTarget::parse(path).ok()?, given).ok()?,
+                    None => {
+                        let [w, t, r] = given.map(|g| g.and_then(Guid::parse));
+                        ResumeTarget::from_ids(w?, t?, r?)
+                    }
+                }
+            }
+            (None, Some(path), [None, None, None]) => ResumeTarget::parse(path).ok()?,
+            (None, None, [Some(w), Some(t), Some(r)]) => {
+                ResumeTarget::from_ids(Guid::parse(w)?, Guid::parse(t)?, Guid::parse(r)?)
+            }
+            _ => return None,
+        };
+        Some(ResumeRequest {
+            target,
+            status,
+            status_reasons,
+            source,
+        })
     }
 }
 
@@ -599,5 +740,187 @@ mod tests {
         }
         let deep = "[".repeat(10_000);
         assert!(ResumeRequest::parse(format!("{{\"callout\":{deep}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_fast_path_takes_the_common_requests() {
+        let sample = include_bytes!("../samples/resume-callout.json");
+        for body in [
+            sample.to_vec(),
+            json!({"operationStatus": "Completed", "callout": callout(), "source": "la", "type": "lifecycleEvent"}).to_string().into_bytes(),
+            json!({"operationStatus": "failed", "callbackUriPath": path(), "statusReasons": ["a", "b"]}).to_string().into_bytes(),
+            json!({"operationStatus": "completed", "workflowId": W, "taskId": T, "taskProcessingResultId": R}).to_string().into_bytes(),
+        ] {
+            let fast = fast::parse(&body).expect("the fast path takes it");
+            assert_eq!(Ok(fast), ResumeRequest::parse_any(&body));
+        }
+        // Declined, and left to the complete parser: escapes, a callout as a string, deep nesting.
+        let escaped = json!({"operationStatus": "completed", "callbackUriPath": path(), "source": "a \"quoted\" source"});
+        let as_string = json!({"operationStatus": "completed", "callout": callout().to_string()});
+        let mut deep = callout();
+        deep["data"]["subject"] =
+            serde_json::from_str(&format!("{}{}", "[".repeat(100), "]".repeat(100))).unwrap();
+        let deep = json!({"operationStatus": "completed", "callout": deep});
+        for body in [escaped, as_string, deep] {
+            let bytes = body.to_string().into_bytes();
+            assert!(fast::parse(&bytes).is_none(), "{body}");
+            assert!(ResumeRequest::parse(&bytes).is_ok(), "{body}");
+        }
+    }
+
+    mod fast_path_agrees {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(json!(W)),
+                Just(json!(W.to_uppercase())),
+                Just(json!(R)),
+                Just(json!(path())),
+                Just(json!(path().replace("/resume", "/other"))),
+                Just(json!("completed")),
+                Just(json!("FAILED")),
+                Just(json!("lifecycleEvent")),
+                Just(json!("")),
+                Just(json!("   ")),
+                Just(json!("a \"quoted\" one")),
+                Just(json!("tab\there")),
+                Just(json!("x".repeat(300))),
+                Just(json!("é".repeat(300))),
+                Just(json!("x".repeat(1100))),
+                Just(json!(7)),
+                Just(json!(true)),
+                Just(Value::Null),
+                Just(json!([])),
+                Just(json!({})),
+            ]
+        }
+
+        /// Mostly `good`, sometimes anything: the fast path must be taken often to be tested.
+        fn mostly(good: Value) -> impl Strategy<Value = Value> {
+            prop_oneof![4 => Just(good), 1 => text()]
+        }
+
+        fn holder(id: &'static str) -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                1 => Just(None),
+                4 => mostly(json!(id)).prop_map(|id| Some(json!({"id": id, "displayName": "x"}))),
+                1 => text().prop_map(Some),
+            ]
+        }
+
+        fn data() -> impl Strategy<Value = Value> {
+            (
+                prop_oneof![3 => mostly(json!(path())).prop_map(Some), 1 => Just(None)],
+                holder(W),
+                holder(T),
+                holder(R),
+                any::<bool>(),
+            )
+                .prop_map(|(path, w, t, r, subject)| {
+                    let mut d = serde_json::Map::new();
+                    for (k, v) in [
+                        ("callbackUriPath", path),
+                        ("workflow", w),
+                        ("task", t),
+                        ("taskProcessingResult", r),
+                    ] {
+                        if let Some(v) = v {
+                            d.insert(k.into(), v);
+                        }
+                    }
+                    if subject {
+                        d.insert(
+                            "subject".into(),
+                            json!({"id": "x", "displayName": "Ada \"A\"", "manager": {"id": "y"}}),
+                        );
+                    }
+                    Value::Object(d)
+                })
+        }
+
+        fn callout_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                6 => data().prop_map(|d| json!({"source": "s", "type": "lifecycleEvent", "data": d})),
+                1 => data().prop_map(|d| Value::String(json!({"data": d}).to_string())),
+                1 => Just(json!({"type": "lifecycleEvent"})),
+                1 => text(),
+            ]
+        }
+
+        fn body() -> impl Strategy<Value = Value> {
+            let status =
+                prop_oneof![Just(json!("completed")), Just(json!("Failed"))].prop_flat_map(mostly);
+            let reasons = prop_oneof![
+                4 => proptest::collection::vec(mostly(json!("reason")), 0..20).prop_map(Value::Array),
+                1 => text(),
+            ];
+            (
+                proptest::option::weighted(0.9, status),
+                proptest::option::of(reasons),
+                proptest::option::of(mostly(json!("a Logic App"))),
+                proptest::option::of(mostly(json!("lifecycleEvent"))),
+                proptest::option::weighted(0.5, callout_value()),
+                proptest::option::weighted(0.3, mostly(json!(path()))),
+                proptest::option::weighted(
+                    0.3,
+                    (mostly(json!(W)), mostly(json!(T)), mostly(json!(R))),
+                ),
+                proptest::bool::weighted(0.1),
+            )
+                .prop_map(
+                    |(status, reasons, source, kind, callout, path, ids, extra)| {
+                        let mut b = serde_json::Map::new();
+                        let fields = [
+                            ("operationStatus", status),
+                            ("statusReasons", reasons),
+                            ("source", source),
+                            ("type", kind),
+                            ("callout", callout),
+                            ("callbackUriPath", path),
+                        ];
+                        for (k, v) in fields {
+                            if let Some(v) = v {
+                                b.insert(k.into(), v);
+                            }
+                        }
+                        if let Some((w, t, r)) = ids {
+                            b.insert("workflowId".into(), w);
+                            b.insert("taskId".into(), t);
+                            b.insert("taskProcessingResultId".into(), r);
+                        }
+                        if extra {
+                            b.insert("unexpected".into(), json!(1));
+                        }
+                        Value::Object(b)
+                    },
+                )
+        }
+
+        /// Whatever the fast path accepts, the complete parser accepts alike; and the fast path
+        /// is taken often enough for that to mean something.
+        #[test]
+        fn whatever_the_fast_path_accepts_the_complete_parser_accepts_alike() {
+            use proptest::test_runner::{Config, TestRunner};
+            let cases = 4000;
+            let taken = std::cell::Cell::new(0u32);
+            let mut runner = TestRunner::new(Config::with_cases(cases));
+            runner
+                .run(&body(), |body| {
+                    let bytes = body.to_string().into_bytes();
+                    if let Some(fast) = fast::parse(&bytes) {
+                        taken.set(taken.get() + 1);
+                        prop_assert_eq!(Ok(fast), ResumeRequest::parse_any(&bytes));
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            assert!(
+                taken.get() > cases / 20,
+                "fast path taken {} times",
+                taken.get()
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use azure_identity::{
     ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
 };
 use base64::Engine;
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -110,6 +111,9 @@ impl TokenIdentity {
 /// A Graph access token with what it says about the identity.
 pub struct GraphToken {
     secret: Secret,
+    /// `Bearer <token>`, built and checked once per token rather than once per request;
+    /// `None` when the token is not a valid header value.
+    authorization: Option<HeaderValue>,
     expires_on: OffsetDateTime,
     pub identity: TokenIdentity,
 }
@@ -117,8 +121,16 @@ pub struct GraphToken {
 impl GraphToken {
     fn new(token: AccessToken) -> Self {
         let identity = TokenIdentity::from_jwt(token.token.secret());
+        let authorization = HeaderValue::try_from(format!("Bearer {}", token.token.secret()))
+            .ok()
+            .map(|mut v| {
+                // Kept out of debug output and of HTTP/2 header compression tables.
+                v.set_sensitive(true);
+                v
+            });
         Self {
             secret: token.token,
+            authorization,
             expires_on: token.expires_on,
             identity,
         }
@@ -127,6 +139,11 @@ impl GraphToken {
     /// The bearer value, for the Authorization header only.
     pub fn secret(&self) -> &str {
         self.secret.secret()
+    }
+
+    /// The whole `Authorization` header value (`Bearer <token>`), marked sensitive.
+    pub fn authorization(&self) -> Option<&HeaderValue> {
+        self.authorization.as_ref()
     }
 
     fn fresh(&self) -> bool {

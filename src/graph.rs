@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 use backon::{ExponentialBuilder, Retryable};
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
 
 use crate::callout::OperationStatus;
 use crate::config::Config;
+use crate::credential::GraphToken;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -277,6 +278,9 @@ pub struct GraphClient {
     http: LazyClient,
     /// `{base}/{version}`, to which the resume path is appended.
     root: String,
+    /// `root`, parsed once: each resume only sets its path, instead of parsing a whole URL
+    /// (host and IDNA included) per request, which was 5 % of the gateway's CPU under load.
+    root_url: reqwest::Url,
     /// `{cloud's Graph}/{version}`: where Graph's own `@odata.nextLink`s point when
     /// `GRAPH_ENDPOINT` is a proxy.
     cloud_root: String,
@@ -292,9 +296,12 @@ impl GraphClient {
                 // A redirect would carry the bearer token elsewhere; Graph never redirects here.
                 .redirect(reqwest::redirect::Policy::none()),
         );
+        let root = format!("{}/{}", config.graph_base, config.api_version.as_str());
         Self {
             http,
-            root: format!("{}/{}", config.graph_base, config.api_version.as_str()),
+            root_url: reqwest::Url::parse(&root)
+                .expect("config validated GRAPH_ENDPOINT as an http(s) URL"),
+            root,
             cloud_root: format!(
                 "{}/{}",
                 config.cloud.graph_base(),
@@ -308,36 +315,47 @@ impl GraphClient {
         format!("{}{path}", self.root)
     }
 
+    /// The URL of a resume path ([`Self::url`], without parsing it all again).
+    pub fn resume_url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.root_url.clone();
+        let mut full = String::with_capacity(url.path().len() + path.len());
+        full.push_str(url.path().trim_end_matches('/'));
+        full.push_str(path);
+        url.set_path(&full);
+        url
+    }
+
     /// Sends one resume; `timeout` bounds the whole attempt.
     pub async fn resume(
         &self,
         path: &str,
         body: &ResumeBody,
-        bearer: &str,
+        token: &GraphToken,
         client_request_id: &str,
         timeout: Duration,
     ) -> Result<Accepted, AttemptError> {
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(bearer)
-            .header("client-request-id", client_request_id)
-            .header("return-client-request-id", "true")
-            .json(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| AttemptError::Transient(transport_failure(&e, timeout)))?;
+        let request = self.http.post(self.resume_url(path));
+        let response = match token.authorization() {
+            Some(value) => request.header(AUTHORIZATION, value.clone()),
+            // reqwest then reports the unusable token as a request error.
+            None => request.bearer_auth(token.secret()),
+        }
+        .header("client-request-id", client_request_id)
+        .header("return-client-request-id", "true")
+        .json(body)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| AttemptError::Transient(transport_failure(&e, timeout)))?;
 
         let status = response.status();
-        let headers = response.headers().clone();
-        let request_id = header(&headers, "request-id");
         if status.is_success() {
             return Ok(Accepted {
                 status: status.as_u16(),
-                request_id,
+                request_id: header(response.headers(), "request-id"),
             });
         }
+        let headers = response.headers().clone();
         Err(refusal(status, &headers, response, timeout).await)
     }
 
@@ -725,6 +743,36 @@ mod tests {
             "http://127.0.0.1:80801/v1.0/a",
         ] {
             assert!(g.same_graph(foreign).is_err(), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn resume_urls_are_the_root_and_the_path() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let path = "/identityGovernance/lifecycleWorkflows/workflows/156bd1a0-5d7c-4b38-a8c9-1d0f7c2a9e11/tasks/2a9e1156-bd1a-4d7c-8b38-a8c91d0f7c2a/taskProcessingResults/7c2a9e11-56bd-41a0-9d7c-4b38a8c91d0f/resume";
+        for (endpoint, version, expected_root) in [
+            (None, None, "https://graph.microsoft.com/v1.0"),
+            (
+                Some("http://127.0.0.1:8080"),
+                Some("beta"),
+                "http://127.0.0.1:8080/beta",
+            ),
+            (
+                Some("https://proxy.example.com/graph/"),
+                None,
+                "https://proxy.example.com/graph/v1.0",
+            ),
+        ] {
+            let config = crate::config::Config::from_lookup(|k| match k {
+                "GRAPH_ENDPOINT" => endpoint.map(str::to_owned),
+                "GRAPH_API_VERSION" => version.map(str::to_owned),
+                _ => None,
+            })
+            .unwrap();
+            let g = GraphClient::new(&config);
+            let url = g.resume_url(path);
+            assert_eq!(url.as_str(), format!("{expected_root}{path}"));
+            assert_eq!(url.as_str(), g.url(path), "the dry run shows the same URL");
         }
     }
 

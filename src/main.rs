@@ -36,12 +36,8 @@ fn serve() -> ExitCode {
     // Held to the end of main: dropping it writes out the queued log lines.
     let _logs = logging::init(filter);
 
-    // One worker: the gateway waits on Graph far more than it computes, and a second worker
-    // mostly adds cross-core wake-ups. Measured with `cargo run --release -p bench`: p99 at
-    // concurrency 64 went from +2.3 ms to below the pass-through baseline, and peak memory at
-    // 256 from 40 MB to 35 MB, at the same throughput. Blocking work still has its own pool.
+    // One worker per core (tokio's default), as the pass-through baseline has.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
         .enable_all()
         .build()
     {

@@ -280,7 +280,7 @@ impl Resumer {
             .resume(
                 path,
                 body,
-                token.secret(),
+                &token,
                 client_request_id,
                 remaining.min(ATTEMPT_TIMEOUT),
             )

@@ -78,10 +78,8 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         .get(INVOCATION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let span = tracing::info_span!("request", invocation_id = tracing::field::Empty);
-    if let Some(id) = &invocation_id {
-        span.record("invocation_id", id.as_str());
-    }
+    // Set at creation: recording it later makes the JSON formatter re-parse the span's fields.
+    let span = tracing::info_span!("request", invocation_id = invocation_id.as_deref());
     // Authentication comes before the body is read: an unknown caller costs no parsing.
     let auth = match &state.callers {
         Some(callers) => callers

@@ -114,6 +114,10 @@ struct Level {
     p99: Duration,
     /// `VmHWM` since the phase (with its warm-up) began.
     memory: Memory,
+    /// The measured process's CPU time (all threads, user + system) per answered request.
+    cpu_us: f64,
+    /// The same for this process: load generator and mocks, identical work for both targets.
+    driver_cpu_us: f64,
 }
 
 /// One target's figures from one run.
@@ -166,13 +170,22 @@ impl Bench {
                 run.count(&warm);
             }
             let (max_requests, max_time) = self.plan.phases[i];
+            let cpu_before = server.cpu_time().map_err(|e| err("cpu time", e))?;
+            let driver_before =
+                process::cpu_time("/proc/self/stat").map_err(|e| err("cpu time", e))?;
             let m = self.phase(server.addr, concurrency, max_requests, max_time);
+            let cpu = server.cpu_time().map_err(|e| err("cpu time", e))? - cpu_before;
+            let driver = process::cpu_time("/proc/self/stat").map_err(|e| err("cpu time", e))?
+                - driver_before;
             run.count(&m);
+            let per_request = |d: Duration| d.as_secs_f64() * 1e6 / m.ok.max(1) as f64;
             run.levels.push(Level {
                 per_second: m.per_second(),
                 p50: m.latency(0.50),
                 p99: m.latency(0.99),
                 memory: server.memory().map_err(|e| err("memory", e))?,
+                cpu_us: per_request(cpu),
+                driver_cpu_us: per_request(driver),
             });
         }
         std::thread::sleep(SETTLE);
@@ -472,6 +485,24 @@ fn report(
             &|r| r.levels[i].per_second,
             Compare::Ratio,
             goal,
+        );
+    }
+    for (i, c) in CONCURRENCY.iter().enumerate() {
+        figure(
+            format!("CPU time per request at concurrency {c}"),
+            "µs",
+            &|r| r.levels[i].cpu_us,
+            Compare::Ratio,
+            None,
+        );
+    }
+    for (i, c) in CONCURRENCY.iter().enumerate() {
+        figure(
+            format!("Load generator + mocks CPU per request at concurrency {c}"),
+            "µs",
+            &|r| r.levels[i].driver_cpu_us,
+            Compare::Ratio,
+            None,
         );
     }
     for (i, c) in CONCURRENCY.iter().enumerate() {

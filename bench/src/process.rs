@@ -107,6 +107,11 @@ impl Server {
         })
     }
 
+    /// CPU time (user + system, all threads) the process has used so far.
+    pub fn cpu_time(&self) -> io::Result<Duration> {
+        cpu_time(&format!("/proc/{}/stat", self.pid()))
+    }
+
     /// Resets the peak (`VmHWM`) to the current RSS, so the next peak belongs to the next phase.
     pub fn reset_peak(&self) -> io::Result<()> {
         std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
@@ -132,6 +137,25 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Linux reports `utime`/`stime` in clock ticks of `USER_HZ`, which is 100 on every Linux ABI.
+const TICK: Duration = Duration::from_millis(10);
+
+/// CPU time (user + system) from a `/proc/<pid>/stat` file; `/proc/self/stat` for this process.
+pub fn cpu_time(stat: &str) -> io::Result<Duration> {
+    let text = std::fs::read_to_string(stat)?;
+    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u32>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok(TICK * (user + system)),
+        _ => Err(io::Error::other(format!("{stat}: no utime/stime"))),
     }
 }
 
