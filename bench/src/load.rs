@@ -151,9 +151,14 @@ async fn worker(
         if n >= phase.max_requests || Instant::now() >= deadline {
             break;
         }
+        // As the Functions host forwards a request: with the invocation's id.
         let request = Request::post("/api/function-resume")
             .header(HOST, addr.to_string())
             .header(CONTENT_TYPE, "application/json")
+            .header(
+                "x-azure-functions-invocationid",
+                format!("{:08x}-0000-4000-8000-{n:012x}", phase.tag),
+            )
             .body(Full::new(Bytes::from(bodies.body(phase.tag, n))))
             .expect("a static request builds");
         let sent_at = Instant::now();

@@ -75,6 +75,8 @@ struct Plan {
     phases: [(u64, Duration); 3],
     /// In-process loop: batches and iterations per batch.
     inproc: (usize, u32),
+    /// Under callgrind: warm-up requests, then counted requests.
+    counted: (u64, u64),
 }
 
 impl Plan {
@@ -86,6 +88,7 @@ impl Plan {
                 warmup: None,
                 phases: [16, 128, 512].map(|n| (n, Duration::from_secs(30))),
                 inproc: (20, 100),
+                counted: (20, 100),
             }
         } else {
             let s = Duration::from_secs;
@@ -95,6 +98,7 @@ impl Plan {
                 warmup: Some((100_000, Duration::from_millis(500))),
                 phases: [(1_000_000, s(2)), (1_000_000, s(3)), (1_000_000, s(3))],
                 inproc: (200, 2000),
+                counted: (300, 3000),
             }
         }
     }
@@ -200,6 +204,52 @@ impl Bench {
         Ok(run)
     }
 
+    /// User-space instructions per request, counted by callgrind over a fixed number of
+    /// requests at concurrency 8 after a warm-up: unlike time, a count that the other work on
+    /// a shared machine does not move. `Ok(None)` without valgrind.
+    fn instructions(&mut self, exe: &Path) -> Result<Option<Counted>, String> {
+        if !has_program("valgrind", "--version") || !has_program("callgrind_control", "-h") {
+            return Ok(None);
+        }
+        let err = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", exe.display());
+        let name = exe
+            .file_name()
+            .map_or("target".into(), |n| n.to_string_lossy());
+        let out =
+            std::env::temp_dir().join(format!("bench-callgrind-{}-{name}", std::process::id()));
+        let wrapper = [
+            "valgrind".to_owned(),
+            "--tool=callgrind".to_owned(),
+            format!("--callgrind-out-file={}", out.display()),
+        ];
+        let server = Server::start_under(&wrapper, exe, &self.mocks.env())
+            .map_err(|e| err("start under callgrind", &e))?;
+        let (warm, counted) = self.plan.counted;
+        let limit = Duration::from_secs(300);
+        let warmed = self.phase(server.addr, 4, warm, limit);
+        callgrind_control("-z", server.pid()).map_err(|e| err("callgrind_control -z", &e))?;
+        let m = self.phase(server.addr, 8, counted, limit);
+        callgrind_control("-d", server.pid()).map_err(|e| err("callgrind_control -d", &e))?;
+        // The first dump is `<file>.1`; it counts only what ran since the zeroing.
+        let dump = PathBuf::from(format!("{}.1", out.display()));
+        let text = std::fs::read_to_string(&dump).map_err(|e| err("read the dump", &e))?;
+        drop(server);
+        for leftover in [dump, out] {
+            let _ = std::fs::remove_file(leftover);
+        }
+        let total: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("summary:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| err("read the dump", &"no summary line"))?;
+        Ok(Some(Counted {
+            per_request: total / m.ok.max(1) as f64,
+            ok: warmed.ok + m.ok,
+            failed: warmed.failed + m.failed,
+            first_failure: warmed.first_failure.or(m.first_failure),
+        }))
+    }
+
     fn phase(
         &mut self,
         addr: std::net::SocketAddr,
@@ -215,6 +265,38 @@ impl Bench {
             tag: self.next_tag,
         };
         self.rt.block_on(load::run(addr, phase, &self.bodies))
+    }
+}
+
+/// What callgrind counted for one target.
+#[derive(Debug, Default)]
+struct Counted {
+    per_request: f64,
+    ok: u64,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+fn has_program(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// `callgrind_control <command> <pid>`; it returns once the process has done it.
+fn callgrind_control(command: &str, pid: u32) -> std::io::Result<()> {
+    let out = Command::new("callgrind_control")
+        .args([command, &pid.to_string()])
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 }
 
@@ -309,11 +391,30 @@ fn run(options: Options) -> Result<bool, String> {
         }
         runs.push((gateway.expect("measured"), base.expect("measured")));
     }
+    eprintln!("bench: counting instructions under callgrind");
+    let counted = match (
+        bench.instructions(&handler)?,
+        bench.instructions(&baseline)?,
+    ) {
+        (Some(g), Some(b)) => Some((g, b)),
+        _ => {
+            eprintln!("bench: valgrind is not installed; instructions per request not counted");
+            None
+        }
+    };
     let (batches, per_batch) = bench.plan.inproc;
     let inproc = inproc::parse_build(Bodies::sample(), batches, per_batch);
     let load_after = loadavg();
 
-    let ok = report(&bench, &runs, &handler, &baseline, inproc, options.quick);
+    let ok = report(
+        &bench,
+        &runs,
+        counted.as_ref(),
+        &handler,
+        &baseline,
+        inproc,
+        options.quick,
+    );
     println!(
         "\nMachine: {} cores, {}; load average {load_before} before, {load_after} after.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -402,6 +503,7 @@ struct Goal {
 fn report(
     bench: &Bench,
     runs: &[(TargetRun, TargetRun)],
+    counted: Option<&(Counted, Counted)>,
     handler: &Path,
     baseline: &Path,
     inproc: Duration,
@@ -553,6 +655,14 @@ fn report(
         g_size as f64 / b_size as f64,
         if size_ok { "met" } else { "**missed**" }
     ));
+    if let Some((g, b)) = counted {
+        rows.push(format!(
+            "| User-space instructions per request (callgrind, concurrency 8) | {:.0} | {:.0} | {:.2}× | | |",
+            g.per_request,
+            b.per_request,
+            g.per_request / b.per_request
+        ));
+    }
     rows.push(format!(
         "| In-process parse + validate + build + serialize, per request | {:.2} µs | | | | |",
         inproc.as_secs_f64() * 1e6
@@ -585,7 +695,21 @@ fn report(
             }
         }
     }
-    let answered: u64 = runs.iter().map(|(g, b)| g.ok + b.ok).sum();
+    for (name, c) in counted
+        .iter()
+        .flat_map(|(g, b)| [("gateway", g), ("baseline", b)])
+    {
+        if c.failed > 0 {
+            ok = false;
+            eprintln!(
+                "bench: {name} under callgrind: {} requests failed; first: {}",
+                c.failed,
+                c.first_failure.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    let answered: u64 = runs.iter().map(|(g, b)| g.ok + b.ok).sum::<u64>()
+        + counted.map_or(0, |(g, b)| g.ok + b.ok);
     let resumes = Counters::get(&counters.graph_resumes);
     let other = Counters::get(&counters.graph_other);
     let refused = Counters::get(&counters.identity_refused);

@@ -147,7 +147,7 @@ async fn answer(
                 .unwrap_or(0)
                 + TOKEN_LIFETIME_S;
             let body = serde_json::json!({
-                "access_token": "bench-access-token",
+                "access_token": access_token(expires_on),
                 "expires_on": expires_on.to_string(),
                 "resource": "https://graph.microsoft.com",
                 "token_type": "Bearer",
@@ -158,6 +158,44 @@ async fn answer(
                 .expect("a JSON response builds")
         }
     }
+}
+
+/// A token the size and shape of a managed identity's Graph token (about 1.5 KB): its length
+/// is what the gateway sends with every resume, and what Graph reads.
+fn access_token(expires_on: u64) -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": "bench-key-thumbprint-0000000000", "kid": "bench-key-thumbprint-0000000000"});
+    let claims = serde_json::json!({
+        "aud": "https://graph.microsoft.com",
+        "iss": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+        "iat": expires_on - TOKEN_LIFETIME_S,
+        "nbf": expires_on - TOKEN_LIFETIME_S,
+        "exp": expires_on,
+        "aio": "E2RgYJjZ+1Y0bench0aio0claim0of0the0usual0length0AAA=",
+        "app_displayname": "resume-gateway-bench",
+        "appid": "3c5b1a2e-0f4d-4e6a-9b8c-7d6e5f4a3b2c",
+        "appidacr": "2",
+        "idp": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+        "idtyp": "app",
+        "oid": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+        "rh": "1.AXEAv4j5cvGGr0GRqy180BHbRwMAAAAAAAAAwAAAAAAAAAAAAAA.",
+        "roles": ["LifecycleWorkflows.ReadWrite.All"],
+        "sub": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+        "tenant_region_scope": "EU",
+        "tid": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "uti": "bench0uti0claim0AA",
+        "ver": "1.0",
+        "wids": ["0997a1d0-0d1d-4acb-b408-d5ca73121e90"],
+        "xms_idrel": "7 24",
+        "xms_mirid": "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg-identity-governance/providers/Microsoft.Web/sites/func-resume-gateway",
+        "xms_tcdt": 1600000000,
+    });
+    // An RS256 signature is 256 bytes: 342 characters of base64url.
+    let signature = "s".repeat(342);
+    format!("{}.{}.{signature}", b64(header), b64(claims))
 }
 
 fn status_only(status: StatusCode) -> Response<Full<Bytes>> {

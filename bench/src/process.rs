@@ -43,8 +43,21 @@ pub struct Memory {
 impl Server {
     /// Starts `exe` with exactly `env` (plus `PATH` and the port) and waits for `GET /` to answer.
     pub fn start(exe: &Path, env: &[(&str, String)]) -> io::Result<Self> {
+        Self::start_under(&[], exe, env)
+    }
+
+    /// [`Self::start`], with `exe` run by `wrapper` (a program and its arguments, such as
+    /// valgrind), which must run it in its own process.
+    pub fn start_under(wrapper: &[String], exe: &Path, env: &[(&str, String)]) -> io::Result<Self> {
         let port = free_port()?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
