@@ -480,7 +480,9 @@ mod fast {
     const MAX_BRACKETS: usize = 64;
 
     pub(super) fn parse(body: &[u8]) -> Option<ResumeRequest> {
-        if body.iter().filter(|b| matches!(b, b'{' | b'[')).count() > MAX_BRACKETS {
+        // `b | 0x20` is `{` exactly for `{` and `[`; written so, the count vectorizes.
+        let brackets: usize = body.iter().map(|b| usize::from(b | 0x20 == b'{')).sum();
+        if brackets > MAX_BRACKETS {
             return None;
         }
         // Checked whole, as the complete parser does: skipped strings are not checked otherwise.

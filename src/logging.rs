@@ -88,7 +88,8 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = String::with_capacity(512);
+        // A request's summary line is 600 to 900 bytes: one allocation, no regrowth.
+        let mut line = String::with_capacity(1024);
         line.push_str("{\"timestamp\":\"");
         SystemTime.format_time(&mut Writer::new(&mut line))?;
         line.push_str("\",\"level\":\"");

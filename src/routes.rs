@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tokio::time::Instant;
@@ -72,7 +73,13 @@ async fn method_not_allowed(method: Method) -> Response {
     GatewayError::MethodNotAllowed(method.to_string()).into_response()
 }
 
-async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn resume(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    // Taken apart rather than extracted: the `HeaderMap` extractor clones the headers.
+    let (parts, body) = request.into_parts();
+    answer(state, parts.headers, body).await
+}
+
+async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let invocation_id = headers
         .get(INVOCATION_ID)
@@ -111,14 +118,14 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             let target = &outcome.target;
             tracing::info!(
                 invocation_id = invocation,
-                workflow_id = %target.workflow_id,
+                workflow_id = target.workflow_id.as_str(),
                 task_id = target.task_id.as_ref().map(|t| t.as_str()),
-                task_processing_result_id = %target.result_id,
+                task_processing_result_id = target.result_id.as_str(),
                 operation_status = outcome.status.as_str(),
                 status = 200,
                 graph_status = outcome.graph_status,
                 graph_request_id = outcome.graph_request_id.as_deref(),
-                client_request_id = %outcome.client_request_id,
+                client_request_id = outcome.client_request_id.as_str(),
                 caller_app_id,
                 caller_object_id,
                 attempts = outcome.attempts,
@@ -135,7 +142,7 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
                 }
             );
             let body = Resumed::new(&outcome, elapsed, invocation_id.as_deref());
-            (StatusCode::OK, axum::Json(body)).into_response()
+            json_answer(&body)
         }
         Err((error, request)) => {
             let problem = error.problem().with("invocationId", &invocation_id);
@@ -177,6 +184,15 @@ async fn resume(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             problem.into_response()
         }
     })
+}
+
+/// A 200 JSON answer, serialized into one allocation (axum's `Json` starts small and regrows).
+fn json_answer(body: &impl serde::Serialize) -> Response {
+    let mut bytes = Vec::with_capacity(768);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(_) => GatewayError::Internal.into_response(),
+    }
 }
 
 type Failure = (GatewayError, Option<ResumeRequest>);
@@ -238,7 +254,7 @@ async fn invocation_answer(state: Arc<AppState>, outer: &HeaderMap, payload: &[u
             if let Some(id) = outer.get(INVOCATION_ID) {
                 request.headers.insert(INVOCATION_ID, id.clone());
             }
-            resume(State(state), request.headers, Body::from(request.body)).await
+            answer(state, request.headers, Body::from(request.body)).await
         }
     }
 }
@@ -259,7 +275,7 @@ async fn resume_or_invoke(
         let answer = invocation_answer(state, &headers, &bytes).await;
         axum::Json(host::invocation_result(answer).await).into_response()
     } else {
-        resume(State(state), headers, Body::from(bytes)).await
+        answer(state, headers, Body::from(bytes)).await
     }
 }
 
