@@ -182,7 +182,14 @@ impl Bench {
             let driver = process::cpu_time("/proc/self/stat").map_err(|e| err("cpu time", e))?
                 - driver_before;
             run.count(&m);
-            let per_request = |d: Duration| d.as_secs_f64() * 1e6 / m.ok.max(1) as f64;
+            // Under one 10 ms tick (a quick phase) there is nothing to divide: not measured.
+            let per_request = |d: Duration| {
+                if d.is_zero() {
+                    f64::NAN
+                } else {
+                    d.as_secs_f64() * 1e6 / m.ok.max(1) as f64
+                }
+            };
             run.levels.push(Level {
                 per_second: m.per_second(),
                 p50: m.latency(0.50),
@@ -467,7 +474,9 @@ fn cargo_build(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The median of the figures that were measured (not NaN).
 fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => f64::NAN,
@@ -525,12 +534,15 @@ fn report(
         let b = median(runs.iter().map(|(_, b)| f(b)).collect());
         let ratio = median(runs.iter().map(|(g, b)| f(g) / f(b)).collect());
         let added = median(runs.iter().map(|(g, b)| f(g) - f(b)).collect());
+        let shown = |v: f64, text: String| if v.is_finite() { text } else { "n/a".into() };
         let versus = match compare {
-            Compare::Ratio => format!("{ratio:.2}×"),
-            Compare::Added => format!("{added:+.2} {unit}"),
+            Compare::Ratio => shown(ratio, format!("{ratio:.2}×")),
+            Compare::Added => shown(added, format!("{added:+.2} {unit}")),
         };
         rows.push(format!(
-            "| {name} | {g:.2} {unit} | {b:.2} {unit} | {versus} | {} | {} |",
+            "| {name} | {} | {} | {versus} | {} | {} |",
+            shown(g, format!("{g:.2} {unit}")),
+            shown(b, format!("{b:.2} {unit}")),
             goal.as_ref().map_or("", |t| t.text),
             verdict(&goal, g, ratio, added),
         ));
