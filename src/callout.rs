@@ -316,13 +316,15 @@ fn consistent(
             Some(&target.result_id),
         ),
     ] {
-        if let (Some(given), Some(expected)) = (given.and_then(Guid::parse), expected)
-            && &given != expected
+        // Compared in place: this runs for every callout, and a GUID needs no copy to compare.
+        if let (Some(given), Some(expected)) = (given.filter(|g| Guid::is_well_formed(g)), expected)
+            && !given.eq_ignore_ascii_case(expected.as_str())
         {
             return Err(RequestError::field(
                 field,
                 format!(
-                    "is {given} but callbackUriPath names {expected}; the callout is inconsistent, pass it unchanged"
+                    "is {} but callbackUriPath names {expected}; the callout is inconsistent, pass it unchanged",
+                    given.to_ascii_lowercase()
                 ),
             ));
         }
@@ -604,11 +606,19 @@ mod tests {
     #[test]
     fn inconsistent_callout_is_refused() {
         let mut c = callout();
-        c["data"]["taskProcessingResult"]["id"] = json!(W);
+        c["data"]["taskProcessingResult"]["id"] = json!(W.to_uppercase());
+        let e = parse(json!({"operationStatus": "completed", "callout": c})).unwrap_err();
+        assert_eq!(e.field_name(), Some("callout.data.taskProcessingResult.id"));
         assert_eq!(
-            field_of(json!({"operationStatus": "completed", "callout": c})),
-            "callout.data.taskProcessingResult.id"
+            e.to_string(),
+            format!(
+                "`callout.data.taskProcessingResult.id` is {W} but callbackUriPath names {R}; the callout is inconsistent, pass it unchanged"
+            )
         );
+        // The same id in another case is the same id.
+        let mut c = callout();
+        c["data"]["taskProcessingResult"]["id"] = json!(R.to_uppercase());
+        assert!(parse(json!({"operationStatus": "completed", "callout": c})).is_ok());
     }
 
     #[test]

@@ -10,15 +10,17 @@ pub struct Guid(String);
 impl Guid {
     /// Parses the hyphenated form only; braces, URNs and bare hex are not what Graph sends.
     pub fn parse(value: &str) -> Option<Self> {
+        Self::is_well_formed(value).then(|| Self(value.to_ascii_lowercase()))
+    }
+
+    /// Whether `value` is a GUID in its hyphenated form, in any case.
+    pub fn is_well_formed(value: &str) -> bool {
         let bytes = value.as_bytes();
-        if bytes.len() != 36 {
-            return None;
-        }
-        let well_formed = bytes.iter().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => *b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        });
-        well_formed.then(|| Self(value.to_ascii_lowercase()))
+        bytes.len() == 36
+            && bytes.iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
     }
 
     /// The canonical text.

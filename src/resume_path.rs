@@ -57,10 +57,13 @@ impl ResumeTarget {
                 "must be a path relative to Graph, starting with /identityGovernance/lifecycleWorkflows/ (no scheme, host or API version)".into(),
             ));
         }
-        if let Some(c) = path
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '.')))
+        // Bytes, not chars: every allowed character is ASCII, so the first byte refused starts
+        // the character to name.
+        if let Some(at) = path
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.')))
         {
+            let c = path[at..].chars().next().unwrap_or_default();
             return Err(PathError(format!(
                 "contains {c:?}; only letters, digits, '-', '.' and '/' can appear (no percent-encoding, query, fragment or spaces)"
             )));
@@ -74,7 +77,10 @@ impl ResumeTarget {
         if segments.iter().any(|s| *s == "." || *s == "..") {
             return Err(PathError("contains a '.' or '..' segment".into()));
         }
-        if matches!(segments[0].to_ascii_lowercase().as_str(), "v1.0" | "beta") {
+        if ["v1.0", "beta"]
+            .iter()
+            .any(|v| segments[0].eq_ignore_ascii_case(v))
+        {
             return Err(PathError(format!(
                 "starts with the API version /{}; send the path without it, the gateway adds GRAPH_API_VERSION",
                 segments[0]
@@ -351,5 +357,10 @@ mod tests {
         assert!(e.0.contains("GRAPH_API_VERSION"), "{e}");
         let e = ResumeTarget::parse(&format!("{}/tasks/nope", base())).unwrap_err();
         assert!(e.0.contains("task id (a GUID)"), "{e}");
+        // The character refused is named whole, even when it is not ASCII.
+        let e = ResumeTarget::parse(&format!("{}/tasks/é{}", base(), "x")).unwrap_err();
+        assert!(e.0.starts_with("contains 'é';"), "{e}");
+        let e = ResumeTarget::parse(&format!("/BETA{}", base())).unwrap_err();
+        assert!(e.0.contains("/BETA;"), "{e}");
     }
 }
