@@ -284,9 +284,10 @@ fn from_callout(value: &Value) -> Result<ResumeTarget, RequestError> {
     match data.get("callbackUriPath").filter(|v| !v.is_null()) {
         Some(path) => {
             let target = from_path("callout.data.callbackUriPath", path)?;
-            let [workflow, task, result] =
-                [workflow, task, result].map(|v| v.and_then(Value::as_str));
-            consistent(target, [workflow, task, result])
+            consistent(
+                target,
+                [workflow, task, result].map(|v| v.and_then(Value::as_str)),
+            )
         }
         None => Ok(ResumeTarget::from_ids(
             guid("callout.data.workflow.id", workflow)?,

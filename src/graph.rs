@@ -318,8 +318,9 @@ impl GraphClient {
     /// The URL of a resume path ([`Self::url`], without parsing it all again).
     pub fn resume_url(&self, path: &str) -> reqwest::Url {
         let mut url = self.root_url.clone();
+        // Sized once: this runs for every resume. The root's path never ends with '/'.
         let mut full = String::with_capacity(url.path().len() + path.len());
-        full.push_str(url.path().trim_end_matches('/'));
+        full.push_str(url.path());
         full.push_str(path);
         url.set_path(&full);
         url

@@ -99,9 +99,9 @@ where
         if let Some(span) = ctx.lookup_current() {
             line.push_str(",\"span\":{");
             if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>()
-                && !fields.is_empty()
+                && let Some(inner) = fields.strip_prefix(',')
             {
-                line.push_str(fields);
+                line.push_str(inner);
                 line.push(',');
             }
             line.push_str("\"name\":");
@@ -113,29 +113,23 @@ where
     }
 }
 
-/// A span's fields as the inside of a JSON object (`"a":1,"b":"x"`), ready for [`JsonLines`].
+/// A span's fields as [`JsonVisitor`] writes them (`,"a":1,"b":"x"`), for [`JsonLines`].
 struct JsonFields;
 
 impl<'w> FormatFields<'w> for JsonFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut inner = String::new();
-        fields.record(&mut JsonVisitor(&mut inner));
-        writer.write_str(inner.strip_prefix(',').unwrap_or(&inner))
+        let mut text = String::new();
+        fields.record(&mut JsonVisitor(&mut text));
+        writer.write_str(&text)
     }
 
+    /// Fields recorded later are appended as they come, each with its comma.
     fn add_fields(
         &self,
         current: &'w mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        let mut more = String::new();
-        fields.record(&mut JsonVisitor(&mut more));
-        let more = if current.fields.is_empty() {
-            more.strip_prefix(',').unwrap_or(&more)
-        } else {
-            &more
-        };
-        current.fields.push_str(more);
+        fields.record(&mut JsonVisitor(&mut current.fields));
         Ok(())
     }
 }

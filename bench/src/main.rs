@@ -249,11 +249,12 @@ impl Bench {
             .find_map(|l| l.strip_prefix("summary:"))
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| err("read the dump", &"no summary line"))?;
+        let mut requests = TargetRun::default();
+        requests.count(&warmed);
+        requests.count(&m);
         Ok(Some(Counted {
             per_request: total / m.ok.max(1) as f64,
-            ok: warmed.ok + m.ok,
-            failed: warmed.failed + m.failed,
-            first_failure: warmed.first_failure.or(m.first_failure),
+            requests,
         }))
     }
 
@@ -279,9 +280,8 @@ impl Bench {
 #[derive(Debug, Default)]
 struct Counted {
     per_request: f64,
-    ok: u64,
-    failed: u64,
-    first_failure: Option<String>,
+    /// Its requests, answered and failed (only the tally of a `TargetRun` is used).
+    requests: TargetRun,
 }
 
 fn has_program(program: &str, arg: &str) -> bool {
@@ -694,34 +694,28 @@ fn report(
     // Correctness, in every mode: all answered 200, Graph got exactly one resume per answer.
     let counters = &bench.mocks.counters;
     let mut ok = true;
-    for (g, b) in runs {
-        for (name, r) in [("gateway", g), ("baseline", b)] {
-            if r.failed > 0 {
-                ok = false;
-                eprintln!(
-                    "bench: {name}: {} of {} requests failed; first: {}",
-                    r.failed,
-                    r.failed + r.ok,
-                    r.first_failure.as_deref().unwrap_or("?")
-                );
-            }
-        }
-    }
-    for (name, c) in counted
+    let tallies: Vec<(&str, &TargetRun)> = runs
         .iter()
         .flat_map(|(g, b)| [("gateway", g), ("baseline", b)])
-    {
-        if c.failed > 0 {
+        .chain(counted.iter().flat_map(|(g, b)| {
+            [
+                ("gateway under callgrind", &g.requests),
+                ("baseline under callgrind", &b.requests),
+            ]
+        }))
+        .collect();
+    for (name, r) in &tallies {
+        if r.failed > 0 {
             ok = false;
             eprintln!(
-                "bench: {name} under callgrind: {} requests failed; first: {}",
-                c.failed,
-                c.first_failure.as_deref().unwrap_or("?")
+                "bench: {name}: {} of {} requests failed; first: {}",
+                r.failed,
+                r.failed + r.ok,
+                r.first_failure.as_deref().unwrap_or("?")
             );
         }
     }
-    let answered: u64 = runs.iter().map(|(g, b)| g.ok + b.ok).sum::<u64>()
-        + counted.map_or(0, |(g, b)| g.ok + b.ok);
+    let answered: u64 = tallies.iter().map(|(_, r)| r.ok).sum();
     let resumes = Counters::get(&counters.graph_resumes);
     let other = Counters::get(&counters.graph_other);
     let refused = Counters::get(&counters.identity_refused);
