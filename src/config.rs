@@ -42,6 +42,7 @@ pub const SETTINGS: &[&str] = &[
     "CALLER_ALLOWED_APP_IDS",
     "CALLER_ALLOWED_OBJECT_IDS",
     "CALLER_AUTHORITY",
+    "CALLER_SCOPE",
 ];
 
 /// The settings the Functions host sets itself; users never configure them.
