@@ -14,12 +14,11 @@ use crate::credential::{CredentialError, TokenIdentity};
 use crate::dedupe::DedupeError;
 use crate::graph::GraphFailure;
 use crate::resume::{DEFAULT_RETRY_AFTER, ResumeError, Unavailable};
-use crate::scope::ScopeError;
+use crate::scope::{READ_PERMISSION, ScopeError};
 
 /// Prefix of every problem `type`; the README lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
 const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
-const LIFECYCLE_READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
 
 /// Why the gateway did not resume the task.
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +325,7 @@ fn scope_problem(error: &ScopeError) -> Problem {
                 format!("{error}. Without that read the caller cannot be checked, so nothing was sent to Graph's resume."),
             )
             .remedy(format!(
-                "Grant the gateway's identity the Microsoft Graph application permission {LIFECYCLE_READ_PERMISSION} \
+                "Grant the gateway's identity the Microsoft Graph application permission {READ_PERMISSION} \
                  (scripts/grant.sh --read), which CALLER_SCOPE=extension needs to read tasks and extensions; \
                  or set CALLER_SCOPE=tenant to let every allowed caller resume any task the gateway's identity may resume."
             )),

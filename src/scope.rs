@@ -39,7 +39,9 @@ const EXTENSION_ARGUMENT: &str = "customTaskExtensionID";
 /// base type lacks the property. No Microsoft example shows this exact `$expand`; an answer
 /// without `authorizedApps` reads as "no app listed", so a Graph that ignored it would refuse
 /// (fail closed), never allow.
-const EXTENSION_EXPAND: &str = "$expand=callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps";
+pub(crate) const EXTENSION_EXPAND: &str = "$expand=callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps";
+/// The application permission that lets the gateway's identity read tasks and extensions.
+pub const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
 /// How long a task's extension id is trusted: a task's arguments change only when its
 /// workflow is edited.
 const TASK_TTL: Duration = Duration::from_secs(600);
