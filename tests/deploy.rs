@@ -580,3 +580,46 @@ fn grant_refuses_bad_arguments_before_calling_azure() {
     assert!(ok);
     assert!(out.contains("--extension <customTaskExtensionId>") && out.contains("--app-role"));
 }
+
+#[test]
+fn grant_read_assigns_the_read_permission_once_alongside_the_resume_grant() {
+    let az = FakeAzure::new("read");
+    let args = [
+        "--read",
+        "--extension",
+        EXTENSION,
+        "--principal-id",
+        PRINCIPAL,
+    ];
+    let (ok, out) = az.grant(&args);
+    assert!(ok, "{out}");
+    let calls = az.take_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("appRoles[?value=='LifecycleWorkflows.Read.All']")),
+        "{calls:?}"
+    );
+    let writes = FakeAzure::writes(&calls);
+    assert_eq!(writes.len(), 2, "{calls:?}");
+    assert!(writes[0].contains("--method POST") && writes[0].contains("appRoleAssignments"));
+    assert!(writes[1].contains("--method PATCH"), "{writes:?}");
+    assert!(
+        out.contains("assigned LifecycleWorkflows.Read.All"),
+        "{out}"
+    );
+
+    // Again: both grants are in place, so nothing is written.
+    let (ok, out) = az.grant(&args);
+    assert!(ok, "{out}");
+    assert!(FakeAzure::writes(&az.take_calls()).is_empty());
+    assert_eq!(out.matches("already done").count(), 2, "{out}");
+
+    // On its own, too.
+    let az = FakeAzure::new("read-only");
+    let (ok, out) = az.grant(&["--read", "--principal-id", PRINCIPAL]);
+    assert!(ok, "{out}");
+    let calls = az.take_calls();
+    assert_eq!(FakeAzure::writes(&calls).len(), 1, "{calls:?}");
+    assert!(calls.iter().all(|c| !c.contains("customTaskExtensions")));
+}
