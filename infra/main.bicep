@@ -124,6 +124,14 @@ param callerAllowedObjectIds string = ''
 @description('CALLER_AUTHORITY: Entra sign-in host for token validation; empty follows GRAPH_CLOUD.')
 param callerAuthority string = ''
 
+@description('CALLER_SCOPE: with entra only; extension (empty = the default, a caller resumes only tasks whose custom task extension lists it in authorizedApps; the identity needs LifecycleWorkflows.Read.All) or tenant (any task the identity may resume).')
+@allowed([
+  ''
+  'extension'
+  'tenant'
+])
+param callerScope string = ''
+
 // ---- Built-in role definition ids ----
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -224,6 +232,7 @@ var gatewaySettings = {
   CALLER_ALLOWED_APP_IDS: callerAllowedAppIds
   CALLER_ALLOWED_OBJECT_IDS: callerAllowedObjectIds
   CALLER_AUTHORITY: callerAuthority
+  CALLER_SCOPE: callerScope
 }
 
 // Host storage and telemetry through the system-assigned identity. Flex Consumption takes the
