@@ -871,29 +871,56 @@ async fn graph_resumes(graph: &Graph) -> usize {
         .count()
 }
 
-/// [`caller_env`] with the default scope and two allowed apps: the Logic App the extensions
-/// list, and a stranger that may call the gateway but that no extension lists.
-fn scoped_env(
-    graph: &Graph,
-    identity: &Identity,
-    entra: &Entra,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut env = caller_env(graph, identity, entra);
-    env.retain(|(k, _)| k != "CALLER_SCOPE" && k != "CALLER_ALLOWED_APP_IDS");
-    env.push((
-        "CALLER_ALLOWED_APP_IDS".into(),
-        format!("{LOGIC_APP_ID},{STRANGER_APP_ID}"),
-    ));
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    env
+/// Entra, Graph and the identity endpoint for the scope tests, and gateways started against them
+/// with the default scope and two allowed apps: the Logic App the extensions list, and a
+/// stranger that may call the gateway but that no extension lists.
+struct Tenant {
+    key: Key,
+    entra: Entra,
+    graph: Graph,
+    identity: Identity,
 }
 
-fn bearer_for(key: &Key, app_id: &str) -> String {
-    format!(
-        "Bearer {}",
-        key.sign(&with_claims(v1_claims(), &[("appid", json!(app_id))]))
-    )
+impl Tenant {
+    async fn start() -> Self {
+        let key = Key::generate("key-1");
+        Self {
+            entra: Entra::serving(&[&key]).await,
+            key,
+            graph: Graph::accepting().await,
+            identity: Identity::start().await,
+        }
+    }
+
+    /// A gateway with `extra` settings, once it holds the signing keys.
+    async fn gateway(&self, extra: &[(&str, &str)]) -> Gateway {
+        let mut env = caller_env(&self.graph, &self.identity, &self.entra);
+        env.retain(|(k, _)| k != "CALLER_SCOPE" && k != "CALLER_ALLOWED_APP_IDS");
+        env.push((
+            "CALLER_ALLOWED_APP_IDS".into(),
+            format!("{LOGIC_APP_ID},{STRANGER_APP_ID}"),
+        ));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let before = self.entra.key_fetches().await;
+        let gw = Gateway::start(&env).await;
+        let started = Instant::now();
+        while self.entra.key_fetches().await == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the gateway never fetched the keys"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gw
+    }
+
+    fn bearer(&self, app_id: &str) -> String {
+        format!(
+            "Bearer {}",
+            self.key
+                .sign(&with_claims(v1_claims(), &[("appid", json!(app_id))]))
+        )
+    }
 }
 
 fn ids_body(task: &str, n: usize) -> Value {
@@ -919,17 +946,13 @@ async fn resume_as(
 
 #[tokio::test]
 async fn extension_scope_resumes_only_for_listed_callers_reading_twice_for_five_resumes() {
-    let key = Key::generate("key-1");
-    let entra = Entra::serving(&[&key]).await;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
+    let t = Tenant::start().await;
     let (task, extension) = (task_n(1), extension_n(1));
-    serve_custom_task(&graph, &task, &extension).await;
-    serve_extension(&graph, &extension, &[LOGIC_APP_ID], 5).await;
-    let gw = Gateway::start(&scoped_env(&graph, &identity, &entra, &[])).await;
-    wait_for_key_fetch(&entra).await;
+    serve_custom_task(&t.graph, &task, &extension).await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID], 5).await;
+    let gw = t.gateway(&[]).await;
 
-    let logic_app = bearer_for(&key, LOGIC_APP_ID);
+    let logic_app = t.bearer(LOGIC_APP_ID);
     for n in 1..=5 {
         let (status, _, body) = resume_as(&gw, &logic_app, &ids_body(&task, n)).await;
         assert_eq!(status, 200, "{body}");
@@ -938,14 +961,14 @@ async fn extension_scope_resumes_only_for_listed_callers_reading_twice_for_five_
             format!("authorized by custom task extension {extension}")
         );
     }
-    let reads = graph_reads(&graph).await;
+    let reads = graph_reads(&t.graph).await;
     println!("5 resumes of one task: {} Graph reads", reads.len());
     assert!(reads.len() <= 2, "{reads:?}");
-    assert_eq!(graph_resumes(&graph).await, 5);
+    assert_eq!(graph_resumes(&t.graph).await, 5);
 
     // Allowed to call the gateway, but not listed by this task's extension.
     let (status, _, problem) =
-        resume_as(&gw, &bearer_for(&key, STRANGER_APP_ID), &ids_body(&task, 6)).await;
+        resume_as(&gw, &t.bearer(STRANGER_APP_ID), &ids_body(&task, 6)).await;
     assert_eq!(status, 403, "{problem}");
     assert_eq!(
         problem["type"],
@@ -965,7 +988,7 @@ async fn extension_scope_resumes_only_for_listed_callers_reading_twice_for_five_
             .contains("authorizedApps")
     );
     assert_eq!(
-        graph_resumes(&graph).await,
+        graph_resumes(&t.graph).await,
         5,
         "no resume for a refused caller"
     );
@@ -973,25 +996,21 @@ async fn extension_scope_resumes_only_for_listed_callers_reading_twice_for_five_
 
 #[tokio::test]
 async fn a_grant_added_after_a_refusal_is_honoured_on_the_next_request() {
-    let key = Key::generate("key-1");
-    let entra = Entra::serving(&[&key]).await;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
+    let t = Tenant::start().await;
     let (task, extension) = (task_n(2), extension_n(2));
-    serve_custom_task(&graph, &task, &extension).await;
-    serve_extension(&graph, &extension, &[LOGIC_APP_ID], 5).await;
-    let gw = Gateway::start(&scoped_env(&graph, &identity, &entra, &[])).await;
-    wait_for_key_fetch(&entra).await;
-    let stranger = bearer_for(&key, STRANGER_APP_ID);
+    serve_custom_task(&t.graph, &task, &extension).await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID], 5).await;
+    let gw = t.gateway(&[]).await;
+    let stranger = t.bearer(STRANGER_APP_ID);
 
     let (status, _, problem) = resume_as(&gw, &stranger, &ids_body(&task, 1)).await;
     assert_eq!(status, 403, "{problem}");
     // The tenant's admin adds the stranger to the extension's authorizedApps.
-    serve_extension(&graph, &extension, &[LOGIC_APP_ID, STRANGER_APP_ID], 1).await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID, STRANGER_APP_ID], 1).await;
     let (status, _, body) = resume_as(&gw, &stranger, &ids_body(&task, 1)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(graph_resumes(&graph).await, 1);
-    let reads = graph_reads(&graph).await;
+    assert_eq!(graph_resumes(&t.graph).await, 1);
+    let reads = graph_reads(&t.graph).await;
     assert_eq!(
         reads.len(),
         3,
@@ -1001,28 +1020,25 @@ async fn a_grant_added_after_a_refusal_is_honoured_on_the_next_request() {
 
 #[tokio::test]
 async fn extension_scope_fails_closed_when_graph_cannot_be_read_or_the_task_has_no_extension() {
-    let key = Key::generate("key-1");
-    let entra = Entra::serving(&[&key]).await;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
+    let t = Tenant::start().await;
     let (down, forbidden, no_extension, other, missing) =
         (task_n(1), task_n(2), task_n(3), task_n(4), task_n(5));
     serve_task(
-        &graph,
+        &t.graph,
         &down,
         ResponseTemplate::new(503).insert_header("retry-after", "1"),
     )
     .await;
     serve_task(
-        &graph,
+        &t.graph,
         &forbidden,
         ResponseTemplate::new(403).set_body_json(json!({"error": {"code": "Forbidden", "message": "Insufficient privileges to complete the operation."}})),
     )
     .await;
     // Names an extension that does not exist: the mock answers 404 for it.
-    serve_custom_task(&graph, &missing, &extension_n(99)).await;
+    serve_custom_task(&t.graph, &missing, &extension_n(99)).await;
     serve_task(
-        &graph,
+        &t.graph,
         &other,
         ResponseTemplate::new(200).set_body_json(task_json(
             &other,
@@ -1034,20 +1050,13 @@ async fn extension_scope_fails_closed_when_graph_cannot_be_read_or_the_task_has_
     let no_argument =
         json!({"id": no_extension, "taskDefinitionId": CUSTOM_TASK_DEFINITION, "arguments": []});
     serve_task(
-        &graph,
+        &t.graph,
         &no_extension,
         ResponseTemplate::new(200).set_body_json(no_argument),
     )
     .await;
-    let gw = Gateway::start(&scoped_env(
-        &graph,
-        &identity,
-        &entra,
-        &[("RESUME_DEADLINE_SECONDS", "3")],
-    ))
-    .await;
-    wait_for_key_fetch(&entra).await;
-    let logic_app = bearer_for(&key, LOGIC_APP_ID);
+    let gw = t.gateway(&[("RESUME_DEADLINE_SECONDS", "3")]).await;
+    let logic_app = t.bearer(LOGIC_APP_ID);
 
     let started = Instant::now();
     let (status, retry_after, problem) = resume_as(&gw, &logic_app, &ids_body(&down, 1)).await;
@@ -1088,7 +1097,7 @@ async fn extension_scope_fails_closed_when_graph_cannot_be_read_or_the_task_has_
         );
     }
     assert_eq!(
-        graph_resumes(&graph).await,
+        graph_resumes(&t.graph).await,
         0,
         "never a resume without a positive check"
     );
@@ -1096,10 +1105,7 @@ async fn extension_scope_fails_closed_when_graph_cannot_be_read_or_the_task_has_
 
 #[tokio::test]
 async fn runs_paths_resolve_the_task_through_the_result() {
-    let key = Key::generate("key-1");
-    let entra = Entra::serving(&[&key]).await;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
+    let t = Tenant::start().await;
     let (task, extension) = (task_n(7), extension_n(7));
     let result =
         format!("{GRAPH_LW}/workflows/{WORKFLOW}/runs/{RUN}/taskProcessingResults/{RESULT}");
@@ -1111,48 +1117,31 @@ async fn runs_paths_resolve_the_task_through_the_result() {
             "createdDateTime": "2026-11-28T10:00:00Z",
             "task": task_json(&task, CUSTOM_TASK_DEFINITION, &extension)
         })))
-        .mount(&graph.server)
+        .mount(&t.graph.server)
         .await;
-    serve_extension(&graph, &extension, &[LOGIC_APP_ID], 5).await;
-    let gw = Gateway::start(&scoped_env(&graph, &identity, &entra, &[])).await;
-    wait_for_key_fetch(&entra).await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID], 5).await;
+    let gw = t.gateway(&[]).await;
 
     let body = json!({"operationStatus": "completed", "callbackUriPath": format!("{}/resume", &result["/v1.0".len()..])});
-    let (status, _, answer) = resume_as(&gw, &bearer_for(&key, LOGIC_APP_ID), &body).await;
+    let (status, _, answer) = resume_as(&gw, &t.bearer(LOGIC_APP_ID), &body).await;
     assert_eq!(status, 200, "{answer}");
-    let reads = graph_reads(&graph).await;
+    let reads = graph_reads(&t.graph).await;
     assert_eq!(reads.len(), 2, "{reads:?}");
     assert!(
         reads[0].contains(&format!("{result}?$expand=task")),
         "{reads:?}"
     );
     assert!(reads.iter().all(|r| !r.contains("/tasks/")), "{reads:?}");
-    let (status, _, _) = resume_as(&gw, &bearer_for(&key, STRANGER_APP_ID), &body).await;
+    let (status, _, _) = resume_as(&gw, &t.bearer(STRANGER_APP_ID), &body).await;
     assert_eq!(status, 403);
 }
 
 #[tokio::test]
 async fn tenant_scope_reads_nothing_and_dry_run_skips_the_check_saying_so() {
-    let key = Key::generate("key-1");
-    let entra = Entra::serving(&[&key]).await;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let tenant = Gateway::start(&scoped_env(
-        &graph,
-        &identity,
-        &entra,
-        &[("CALLER_SCOPE", "tenant")],
-    ))
-    .await;
-    let dry = Gateway::start(&scoped_env(
-        &graph,
-        &identity,
-        &entra,
-        &[("RESUME_DRY_RUN", "true")],
-    ))
-    .await;
-    wait_for_key_fetch(&entra).await;
-    let stranger = bearer_for(&key, STRANGER_APP_ID);
+    let t = Tenant::start().await;
+    let tenant = t.gateway(&[("CALLER_SCOPE", "tenant")]).await;
+    let dry = t.gateway(&[("RESUME_DRY_RUN", "true")]).await;
+    let stranger = t.bearer(STRANGER_APP_ID);
 
     let (status, _, body) = resume_as(&tenant, &stranger, &ids_body(&task_n(1), 1)).await;
     assert_eq!(status, 200, "{body}");
@@ -1168,9 +1157,9 @@ async fn tenant_scope_reads_nothing_and_dry_run_skips_the_check_saying_so() {
     assert_eq!(body["authorization"], "skipped (dry-run)");
     assert!(dry.output.all().contains("CALLER_SCOPE=extension"));
 
-    assert_eq!(graph_reads(&graph).await, Vec::<String>::new());
+    assert_eq!(graph_reads(&t.graph).await, Vec::<String>::new());
     assert_eq!(
-        graph_resumes(&graph).await,
+        graph_resumes(&t.graph).await,
         1,
         "the tenant-mode resume only"
     );
@@ -1181,26 +1170,16 @@ async fn a_burst_over_ten_tasks_reads_each_once_and_a_warm_cache_adds_little_lat
     const REQUESTS: usize = 1000;
     const TASKS: usize = 10;
     const EXTENSIONS: usize = 5;
-    let key = Key::generate("key-1");
-    let entra = Entra::serving(&[&key]).await;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    for t in 0..TASKS {
-        serve_custom_task(&graph, &task_n(t), &extension_n(t % EXTENSIONS)).await;
+    let t = Tenant::start().await;
+    for i in 0..TASKS {
+        serve_custom_task(&t.graph, &task_n(i), &extension_n(i % EXTENSIONS)).await;
     }
     for e in 0..EXTENSIONS {
-        serve_extension(&graph, &extension_n(e), &[LOGIC_APP_ID], 5).await;
+        serve_extension(&t.graph, &extension_n(e), &[LOGIC_APP_ID], 5).await;
     }
-    let scoped = Arc::new(Gateway::start(&scoped_env(&graph, &identity, &entra, &[])).await);
-    let tenant = Gateway::start(&scoped_env(
-        &graph,
-        &identity,
-        &entra,
-        &[("CALLER_SCOPE", "tenant")],
-    ))
-    .await;
-    wait_for_key_fetch(&entra).await;
-    let auth = Arc::new(bearer_for(&key, LOGIC_APP_ID));
+    let scoped = Arc::new(t.gateway(&[]).await);
+    let tenant = t.gateway(&[("CALLER_SCOPE", "tenant")]).await;
+    let auth = Arc::new(t.bearer(LOGIC_APP_ID));
 
     let limit = Arc::new(tokio::sync::Semaphore::new(64));
     let mut burst = tokio::task::JoinSet::new();
@@ -1215,7 +1194,7 @@ async fn a_burst_over_ten_tasks_reads_each_once_and_a_warm_cache_adds_little_lat
     }
     let statuses = burst.join_all().await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let reads = graph_reads(&graph).await.len();
+    let reads = graph_reads(&t.graph).await.len();
     println!(
         "burst of {REQUESTS} requests over {TASKS} tasks ({EXTENSIONS} extensions), concurrency 64: {reads} Graph reads, {:.3} reads per request",
         reads as f64 / REQUESTS as f64
@@ -1236,7 +1215,7 @@ async fn a_burst_over_ten_tasks_reads_each_once_and_a_warm_cache_adds_little_lat
         latency[i].push(at.elapsed());
     }
     assert_eq!(
-        graph_reads(&graph).await.len(),
+        graph_reads(&t.graph).await.len(),
         reads,
         "a warm cache reads nothing"
     );
