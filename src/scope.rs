@@ -305,6 +305,10 @@ impl Authorizer {
 /// Where the task is read: the task itself when the path names it (`…/tasks/{t}`, under a
 /// version too), otherwise the taskProcessingResult with its task expanded. Returns the path
 /// (also the cache key) and the query.
+///
+/// Trusting the path's task relies on containment: `taskProcessingResults` is contained in the
+/// task (`ContainsTarget`), so Graph resolves the resume's result inside that task and cannot
+/// reach another task's result through it. It saves a read per request (results are unique).
 fn task_source(target: &ResumeTarget) -> (&str, &'static str) {
     let path = target.path.as_str();
     let result = path.rsplit_once('/').map_or(path, |(r, _action)| r);
