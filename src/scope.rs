@@ -49,7 +49,7 @@ const TASK_TTL: Duration = Duration::from_secs(600);
 const EXTENSION_TTL: Duration = Duration::from_secs(300);
 /// A refusal from the cache re-reads the extension at most this often, so a grant made a
 /// minute ago works, and a refused caller cannot make the gateway hammer Graph.
-pub const REREAD_INTERVAL: Duration = Duration::from_secs(60);
+const REREAD_INTERVAL: Duration = Duration::from_secs(60);
 /// Entries kept at most; Graph's limits are 100 workflows of 25 tasks and 100 extensions.
 const TASK_CAPACITY: usize = 10_000;
 const EXTENSION_CAPACITY: usize = 1_000;
@@ -165,7 +165,6 @@ pub struct Authorizer {
     dry_run: bool,
     tasks: Flights<TaskLink>,
     extensions: Flights<Arc<[String]>>,
-    reread_interval: Duration,
 }
 
 impl Authorizer {
@@ -178,7 +177,6 @@ impl Authorizer {
             dry_run: config.dry_run,
             tasks: Flights::new(TASK_TTL, TASK_CAPACITY),
             extensions: Flights::new(EXTENSION_TTL, EXTENSION_CAPACITY),
-            reread_interval: REREAD_INTERVAL,
         }
     }
 
@@ -226,7 +224,7 @@ impl Authorizer {
             let reread = self.extensions.reread(
                 key,
                 asked,
-                self.reread_interval,
+                REREAD_INTERVAL,
                 self.read_extension(&extension_id, caller_app_id, deadline),
             );
             if let Some(fresh) = reread.await {
