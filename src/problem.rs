@@ -28,8 +28,10 @@ pub enum GatewayError {
     TooLarge,
     #[error("the body could not be read: {0}")]
     BodyUnreadable(String),
+    /// `forwarded`: the request came through the Functions host, whose legacy forwarding
+    /// drops chunked bodies; otherwise the caller itself sent nothing.
     #[error("the request has no body")]
-    EmptyBody,
+    EmptyBody { forwarded: bool },
     #[error(transparent)]
     InvalidInvocation(#[from] crate::host::InvocationError),
     #[error("Content-Type {0:?} is not JSON")]
@@ -153,7 +155,14 @@ impl GatewayError {
                 format!("The body could not be read: {reason}."),
             )
             .remedy("Send the request again."),
-            Self::EmptyBody => Problem::new(
+            Self::EmptyBody { forwarded: false } => Problem::new(
+                "invalid-request",
+                "The request has no body",
+                StatusCode::BAD_REQUEST,
+                "The request body is empty.".into(),
+            )
+            .remedy("Send the resume request as the JSON body (see samples/). With curl -d @FILE, check the file's path: curl sends an empty body when it cannot read the file."),
+            Self::EmptyBody { forwarded: true } => Problem::new(
                 "invalid-request",
                 "The request has no body",
                 StatusCode::BAD_REQUEST,
