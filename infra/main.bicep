@@ -102,6 +102,14 @@ param resumeSource string = 'resume-gateway'
 @description('RUST_LOG: log filter; empty = info (Azure SDK at warn).')
 param rustLog string = ''
 
+@description('LOG_FORMAT: json (what the host and Application Insights expect) or text; empty = json, since the host reads a pipe.')
+@allowed([
+  ''
+  'json'
+  'text'
+])
+param logFormat string = ''
+
 @description('CALLER_AUTH: function-key (the host checks the function key only) or entra (callers also present an Entra ID app token).')
 @allowed([
   'function-key'
@@ -218,6 +226,7 @@ var gatewaySettings = {
   RESUME_DEADLINE_SECONDS: string(resumeDeadlineSeconds)
   RESUME_SOURCE: resumeSource
   RUST_LOG: rustLog
+  LOG_FORMAT: logFormat
   CALLER_AUTH: callerAuth
   CALLER_TENANT_ID: callerTenantId
   CALLER_AUDIENCES: callerAudiences
