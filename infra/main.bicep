@@ -339,7 +339,7 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 @description('Function App name.')
 output functionAppName string = functionApp.name
 
-@description('The function URL (add ?code=<function key> or the x-functions-key header).')
+@description('The function URL; callers send the function key in the x-functions-key header (samples/logic-app-action.json).')
 output resumeUrl string = 'https://${functionApp.properties.defaultHostName}/api/function-resume'
 
 @description('Object id of the identity that calls Graph: pass to scripts/grant.sh --principal-id.')
