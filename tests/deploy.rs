@@ -350,7 +350,7 @@ fn readme_shows_the_logic_app_samples_as_they_are() {
     ] {
         let file = text(sample);
         assert!(
-            blocks.iter().any(|b| *b == file),
+            blocks.contains(&file),
             "the README must show {sample} verbatim, in a fenced block of its own"
         );
     }
