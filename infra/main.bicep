@@ -24,8 +24,12 @@ param appName string
 @maxLength(24)
 param storageAccountName string = 'st${uniqueString(resourceGroup().id, appName)}'
 
-@description('Largest number of instances the app may scale out to.')
-@minValue(1)
+// Flex Consumption accepts 40 to 1,000 (Microsoft Learn, "Migrate AWS Lambda workloads to Azure
+// Functions", scaling: "The lowest maximum instance count value is 40, and the highest supported
+// maximum instance count value is 1,000"; Azure-Samples/azure-functions-flex-consumption-samples,
+// IaC/bicep/main.bicep, declares the same bounds).
+@description('Largest number of instances the app may scale out to (Flex Consumption: 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -133,8 +137,13 @@ param callerAllowedObjectIds string = ''
 param callerAuthority string = ''
 
 // ---- Built-in role definition ids ----
+// The four roles the official Flex Consumption sample grants the app's identity for host storage
+// and telemetry (Azure-Samples/azure-functions-flex-consumption-samples, IaC/bicep/rbac.bicep):
+// blobs (deployment package, host leases), queues and tables (host state), and Entra-authenticated
+// Application Insights ingestion. Nothing else: the gateway itself reads no storage.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 var deploymentContainerName = 'app-package-${take(toLower(appName), 40)}'
@@ -302,6 +311,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   dependsOn: [
     blobOwner
     queueContributor
+    tableContributor
     metricsPublisher
   ]
 }
@@ -321,6 +331,16 @@ resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionApp.id, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
     principalId: functionApp.identity.principalId
     principalType: 'ServicePrincipal'
   }

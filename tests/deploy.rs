@@ -180,14 +180,25 @@ fn bicep_is_flex_consumption_with_identity_only_storage_and_telemetry() {
         "DisableLocalAuth: true",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'",
         "type: 'SystemAssigned'",
-        // Storage Blob Data Owner and Monitoring Metrics Publisher
+        // The official Flex sample's four roles: Storage Blob Data Owner, Queue Data
+        // Contributor, Table Data Contributor, Monitoring Metrics Publisher.
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
         "3913510d-42f4-4e42-8a64-420c390055eb",
+        "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount int",
         "output gatewayPrincipalId string",
         "output gatewayClientId string",
     ] {
         assert!(bicep.contains(needle), "infra/main.bicep lacks `{needle}`");
     }
+    // Least privilege: those four roles and no other assignment.
+    assert_eq!(
+        bicep
+            .matches("'Microsoft.Authorization/roleAssignments@")
+            .count(),
+        4
+    );
     for banned in [
         "listKeys(",
         "AccountKey=",
