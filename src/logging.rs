@@ -156,7 +156,7 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt()
-        .fmt_fields(JsonFields)
+        .fmt_fields(JsonFields::default())
         .event_format(JsonLines)
         .with_env_filter(filter)
         .with_writer(writer)
@@ -169,7 +169,7 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt()
-        .fmt_fields(TextFields)
+        .fmt_fields(TextFields::default())
         .event_format(TextLines)
         .with_env_filter(filter)
         .with_writer(writer)
@@ -208,25 +208,8 @@ where
     }
 }
 
-/// A span's fields as [`TextVisitor`] writes them (` a=1 b=x`), for [`TextLines`].
-struct TextFields;
-
-impl<'w> FormatFields<'w> for TextFields {
-    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
-        let mut text = String::new();
-        fields.record(&mut TextVisitor(&mut text));
-        writer.write_str(&text)
-    }
-
-    fn add_fields(
-        &self,
-        current: &'w mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> fmt::Result {
-        fields.record(&mut TextVisitor(&mut current.fields));
-        Ok(())
-    }
-}
+/// Span fields for [`TextLines`] (` a=1 b=x`).
+type TextFields = SpanFields<TextVisitor<'static>>;
 
 /// Appends the message as is and every other field as ` name=value`, on one line.
 struct TextVisitor<'a>(&'a mut String);
@@ -304,23 +287,49 @@ where
     }
 }
 
-/// A span's fields as [`JsonVisitor`] writes them (`,"a":1,"b":"x"`), for [`JsonLines`].
-struct JsonFields;
+/// Span fields for [`JsonLines`] (`,"a":1,"b":"x"`).
+type JsonFields = SpanFields<JsonVisitor<'static>>;
 
-impl<'w> FormatFields<'w> for JsonFields {
+/// A visitor that appends fields to a line, so that one [`SpanFields`] serves both formats.
+trait LineVisitor: Visit {
+    fn new(line: &mut String) -> impl Visit + '_;
+}
+
+impl LineVisitor for JsonVisitor<'_> {
+    fn new(line: &mut String) -> impl Visit + '_ {
+        JsonVisitor(line)
+    }
+}
+
+impl LineVisitor for TextVisitor<'_> {
+    fn new(line: &mut String) -> impl Visit + '_ {
+        TextVisitor(line)
+    }
+}
+
+/// A span's fields, stored as `V` writes them into a line; the event formatter copies them.
+struct SpanFields<V>(std::marker::PhantomData<fn() -> V>);
+
+impl<V> Default for SpanFields<V> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<'w, V: LineVisitor + 'static> FormatFields<'w> for SpanFields<V> {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
         let mut text = String::new();
-        fields.record(&mut JsonVisitor(&mut text));
+        fields.record(&mut V::new(&mut text));
         writer.write_str(&text)
     }
 
-    /// Fields recorded later are appended as they come, each with its comma.
+    /// Fields recorded later are appended as they come.
     fn add_fields(
         &self,
         current: &'w mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        fields.record(&mut JsonVisitor(&mut current.fields));
+        fields.record(&mut V::new(&mut current.fields));
         Ok(())
     }
 }
