@@ -26,7 +26,11 @@ fn host_json_starts_the_handler_with_proxying() {
     );
     // Proxying streams the caller's request as it came; the legacy forwarding drops chunked bodies.
     assert_eq!(host["customHandler"]["enableProxyingHttpRequest"], true);
-    assert!(host["customHandler"].get("enableForwardingHttpRequest").is_none());
+    assert!(
+        host["customHandler"]
+            .get("enableForwardingHttpRequest")
+            .is_none()
+    );
     assert_eq!(
         host["extensionBundle"]["id"],
         "Microsoft.Azure.Functions.ExtensionBundle"
