@@ -168,7 +168,7 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST,
                 "The request arrived without a body. When the Function App forwards requests (enableForwardingHttpRequest), the Functions host passes a body on only if the request declares its Content-Length: a chunked request (Transfer-Encoding: chunked) arrives empty.".into(),
             )
-            .remedy("Send the JSON body with a Content-Length header (Logic Apps and curl do); see samples/ for the request format."),
+            .remedy("Send the JSON body with a Content-Length header (Logic Apps and curl do), or use the shipped host.json (enableProxyingHttpRequest), which passes chunked bodies on; see samples/ for the request format."),
             Self::InvalidInvocation(e) => Problem::new(
                 "invalid-invocation",
                 "The invocation is not one the Functions host sends",
