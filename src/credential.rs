@@ -164,12 +164,47 @@ impl fmt::Debug for GraphToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct CredentialError {
-    /// What failed, in the SDK's words (never containing a token).
+    /// What failed, on one line, in the SDK's words where they help (never containing a token).
     pub message: String,
-    /// What to check, for the credential in use.
+    /// The one fix for this cause, for the credential in use.
     pub remedy: String,
-    /// False when asking again cannot help (the identity is not assigned to this app).
-    pub retryable: bool,
+    pub class: FailureClass,
+}
+
+impl CredentialError {
+    /// Whether asking again within this request can help.
+    pub fn retryable(&self) -> bool {
+        self.class == FailureClass::Transient
+    }
+}
+
+/// Why no token came, as far as asking again is concerned. Only the last class is retried:
+/// the others are configuration, and a retry loop would only hide them for the whole deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureClass {
+    /// A developer tool (`az`, `azd`) is not installed or not on PATH.
+    ToolMissing,
+    /// The developer tool runs, but nobody is signed in to it (or the sign-in expired).
+    NotSignedIn,
+    /// The identity endpoint or Entra ID refused the request as configured: an identity not
+    /// assigned to the app, an unknown client id or tenant, a wrong or expired secret (a 4xx
+    /// other than 408/429, or an `AADSTS` error).
+    Refused,
+    /// No answer, a timeout, 408, 429 or 5xx: the identity endpoint may answer next time.
+    Transient,
+}
+
+impl FailureClass {
+    /// The name answers and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ToolMissing => "tool-missing",
+            Self::NotSignedIn => "not-signed-in",
+            Self::Refused => "refused",
+            Self::Transient => "transient",
+        }
+    }
 }
 
 /// The credential could not even be built (a malformed platform variable).
@@ -306,6 +341,15 @@ impl TokenSource {
             }
             Ok(Err(e)) => {
                 let error = self.describe(&e);
+                if !error.retryable() {
+                    // Once per fetch, not per waiting caller: they share this failure.
+                    tracing::warn!(
+                        credential = self.source.name(),
+                        cause = error.class.as_str(),
+                        error = %error.message,
+                        "no Graph token, and asking again will not help until this is fixed"
+                    );
+                }
                 *last_failure = Some((Instant::now(), error.clone()));
                 Err(error)
             }
@@ -316,8 +360,8 @@ impl TokenSource {
                         self.source.name(),
                         IDENTITY_CALL_TIMEOUT.as_secs()
                     ),
-                    remedy: self.remedy(),
-                    retryable: true,
+                    remedy: self.remedy(FailureClass::Transient, ""),
+                    class: FailureClass::Transient,
                 };
                 *last_failure = Some((Instant::now(), error.clone()));
                 Err(error)
@@ -335,33 +379,132 @@ impl TokenSource {
     }
 
     fn describe(&self, error: &azure_core::Error) -> CredentialError {
-        // The SDK wraps the endpoint's answer; a 400 from the managed identity endpoint means
-        // the identity is not assigned to this app, which no retry will change.
-        let status = http_status(error);
+        let text = error.to_string();
+        let (class, cause) = classify(self.source, http_status(error), &text);
+        let detail = one_line(&text);
         CredentialError {
             message: format!(
                 "the {} could not get a token: {}",
                 self.source.name(),
-                error.to_string().trim()
+                if cause.is_empty() { &detail } else { &cause }
             ),
-            remedy: self.remedy(),
-            retryable: status != Some(400),
+            remedy: self.remedy(class, &cause),
+            class,
         }
     }
 
-    fn remedy(&self) -> String {
-        match self.source {
-            CredentialSource::ManagedIdentity => match &self.user_assigned {
+    /// The one fix for `class`; `cause` is the short cause [`classify`] named, if any.
+    fn remedy(&self, class: FailureClass, cause: &str) -> String {
+        let other = "or set RESUME_CREDENTIAL to the credential for where this runs (managed-identity in Azure, client-secret for automation)";
+        match (self.source, class) {
+            (CredentialSource::Developer, FailureClass::ToolMissing) => format!(
+                "{cause}: install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli) and run `az login`, {other}."
+            ),
+            (CredentialSource::Developer, FailureClass::NotSignedIn) => format!(
+                "{cause}: run `{}` as an account allowed to resume Lifecycle Workflows tasks, {other}.",
+                if cause.starts_with("azd") { "azd auth login" } else { "az login" }
+            ),
+            (CredentialSource::Developer, _) => format!(
+                "Run `az account get-access-token --scope {}` to see the Azure CLI's own error, {other}.",
+                self.scope
+            ),
+            (CredentialSource::ManagedIdentity, _) => match &self.user_assigned {
                 None => "Check that the Function App has its system-assigned managed identity turned on (Identity blade, or `az functionapp identity assign`), or set AZURE_CLIENT_ID to the client id of a user-assigned identity attached to it.".into(),
                 Some(id) => format!(
                     "Check that the user-assigned identity with client id {id} (AZURE_CLIENT_ID) is attached to the Function App, or clear AZURE_CLIENT_ID to use the system-assigned identity."
                 ),
             },
-            CredentialSource::Developer => "Sign in with `az login` (or `azd auth login`) as an account allowed to resume Lifecycle Workflows tasks, or set RESUME_CREDENTIAL to match where the gateway runs.".into(),
-            CredentialSource::ClientSecret => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired).".into(),
+            (CredentialSource::ClientSecret, FailureClass::Transient) => "Entra ID did not answer; check outbound access to the sign-in host (login.microsoftonline.com or the cloud's), then try again.".into(),
+            (CredentialSource::ClientSecret, _) => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired): Entra ID refused them.".into(),
         }
     }
 }
+
+/// Sorts an SDK failure into a [`FailureClass`] and names its cause in a few words (empty when
+/// the SDK's own line says it best). The SDK gives text, not types, for the developer tools:
+/// its messages are matched as `azure_identity` 1.0 writes them (`az not found on PATH`,
+/// the CLI's `Please run 'az login'`).
+fn classify(source: CredentialSource, status: Option<u16>, text: &str) -> (FailureClass, String) {
+    let lower = text.to_ascii_lowercase();
+    if let Some(status) = status {
+        return if crate::graph::is_transient_status(status) {
+            (FailureClass::Transient, String::new())
+        } else {
+            (
+                FailureClass::Refused,
+                format!(
+                    "the identity endpoint answered {status}: {}",
+                    one_line(text)
+                ),
+            )
+        };
+    }
+    if source == CredentialSource::Developer {
+        let missing = |tool: &str| {
+            lower.contains(&format!("{tool} not found on path"))
+                || lower.contains(&format!("\"{tool}\" wasn't found on path"))
+        };
+        let az_missing = missing("az");
+        let az_signed_out = lower.contains("az login")
+            || lower.contains("aadsts70043")
+            || lower.contains("aadsts700082");
+        let azd_signed_out = lower.contains("azd auth login") || lower.contains("not logged in");
+        if az_signed_out && !az_missing {
+            return (
+                FailureClass::NotSignedIn,
+                "the Azure CLI (az) is not signed in".into(),
+            );
+        }
+        if az_missing && azd_signed_out && !missing("azd") {
+            return (
+                FailureClass::NotSignedIn,
+                "azd (the Azure Developer CLI) is not signed in, and az was not found on PATH"
+                    .into(),
+            );
+        }
+        if az_missing {
+            return (FailureClass::ToolMissing, "az not found on PATH".into());
+        }
+    }
+    let transient = [
+        "timed out",
+        "timeout",
+        "connection",
+        "temporarily",
+        "dns error",
+        "network",
+    ];
+    if lower.contains("aadsts") {
+        (FailureClass::Refused, String::new())
+    } else if source != CredentialSource::Developer || transient.iter().any(|t| lower.contains(t)) {
+        // No HTTP answer from an endpoint: the network, which may be back next time.
+        (FailureClass::Transient, String::new())
+    } else {
+        (FailureClass::Refused, String::new())
+    }
+}
+
+/// The SDK's message on one line: its lines joined, without the troubleshooting links and the
+/// "multiple errors" header, at most [`MAX_MESSAGE`] characters (a CLI may print pages).
+fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("To troubleshoot")
+                && !l.starts_with("Multiple errors were encountered")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    match joined.char_indices().nth(MAX_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    }
+}
+
+/// How much of an SDK message a problem's `detail` carries.
+const MAX_MESSAGE: usize = 400;
 
 /// The HTTP status anywhere in the SDK error's chain.
 fn http_status(error: &azure_core::Error) -> Option<u16> {
@@ -526,7 +669,7 @@ mod tests {
             .collect();
         for t in tasks {
             let e = t.await.unwrap().unwrap_err();
-            assert!(e.retryable);
+            assert!(e.retryable());
             assert!(e.message.contains("connection refused"), "{}", e.message);
             assert!(e.remedy.contains("system-assigned"), "{}", e.remedy);
         }
@@ -542,6 +685,116 @@ mod tests {
         ts.token().await.unwrap();
         ts.token().await.unwrap();
         assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn credential_failures_are_classified() {
+        use CredentialSource::{ClientSecret, Developer, ManagedIdentity};
+        use FailureClass::*;
+        let class = |source, status, text: &str| classify(source, status, text).0;
+        // What azure_identity 1.0's DeveloperToolsCredential says, tool by tool.
+        let az_missing = "Multiple errors were encountered while attempting to authenticate:\nAzureCliCredential authentication failed. az not found on PATH\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot#azure-cli\nAzureDeveloperCliCredential authentication failed. azd not found on PATH\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot#azd";
+        assert_eq!(
+            classify(Developer, None, az_missing),
+            (ToolMissing, "az not found on PATH".into())
+        );
+        let signed_out = "Multiple errors were encountered while attempting to authenticate:\nAzureCliCredential authentication failed. ERROR: Please run 'az login' to setup account.\nAzureDeveloperCliCredential authentication failed. azd not found on PATH";
+        assert_eq!(class(Developer, None, signed_out), NotSignedIn);
+        let azd_only = "AzureCliCredential authentication failed. az not found on PATH\nAzureDeveloperCliCredential authentication failed.\nnot logged in, run `azd auth login` to login";
+        let (c, cause) = classify(Developer, None, azd_only);
+        assert_eq!(c, NotSignedIn);
+        assert!(cause.starts_with("azd"), "{cause}");
+        assert_eq!(
+            class(
+                Developer,
+                None,
+                "AADSTS65002: Consent between first party application"
+            ),
+            Refused
+        );
+        assert_eq!(
+            class(
+                Developer,
+                None,
+                "az: HTTPSConnectionPool: connection aborted"
+            ),
+            Transient
+        );
+        assert_eq!(class(ManagedIdentity, Some(400), "Bad Request"), Refused);
+        assert_eq!(class(ManagedIdentity, Some(404), "Not Found"), Refused);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(class(ManagedIdentity, Some(s), "x"), Transient, "{s}");
+        }
+        assert_eq!(
+            class(ManagedIdentity, None, "connection refused"),
+            Transient
+        );
+        assert_eq!(
+            class(
+                ClientSecret,
+                Some(401),
+                "AADSTS7000215: Invalid client secret"
+            ),
+            Refused
+        );
+        assert_eq!(
+            class(ClientSecret, None, "AADSTS90002: Tenant not found"),
+            Refused
+        );
+        assert_eq!(
+            class(ClientSecret, None, "error sending request"),
+            Transient
+        );
+    }
+
+    #[test]
+    fn sdk_text_becomes_one_short_line() {
+        let text = "Multiple errors were encountered while attempting to authenticate:\nAzureCliCredential authentication failed. az not found on PATH\nTo troubleshoot, visit https://aka.ms/x\n\n  AzureDeveloperCliCredential authentication failed. azd not found on PATH\n";
+        assert_eq!(
+            one_line(text),
+            "AzureCliCredential authentication failed. az not found on PATH; AzureDeveloperCliCredential authentication failed. azd not found on PATH"
+        );
+        let long = one_line(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_MESSAGE + 1);
+        assert!(long.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn a_missing_tool_is_answered_once_without_retry_and_names_the_fix() {
+        #[derive(Debug)]
+        struct NoAz(AtomicUsize);
+        #[async_trait::async_trait]
+        impl TokenCredential for NoAz {
+            async fn get_token(
+                &self,
+                _: &[&str],
+                _: Option<TokenRequestOptions<'_>>,
+            ) -> azure_core::Result<AccessToken> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    "AzureCliCredential authentication failed. az not found on PATH\nTo troubleshoot, visit https://aka.ms/x",
+                ))
+            }
+        }
+        let ts = TokenSource::new(
+            Arc::new(NoAz(AtomicUsize::new(0))),
+            CredentialSource::Developer,
+            "https://graph.microsoft.com/.default".into(),
+            None,
+        );
+        let e = ts.token().await.unwrap_err();
+        assert!(!e.retryable());
+        assert_eq!(e.class, FailureClass::ToolMissing);
+        assert!(!e.message.contains('\n'), "{}", e.message);
+        assert!(
+            e.remedy
+                .starts_with("az not found on PATH: install the Azure CLI"),
+            "{}",
+            e.remedy
+        );
+        assert!(e.remedy.contains("RESUME_CREDENTIAL"), "{}", e.remedy);
+        assert!(!e.remedy.contains("sign in"), "{}", e.remedy);
     }
 
     #[test]

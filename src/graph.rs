@@ -572,7 +572,12 @@ async fn refusal(
 
 /// Statuses worth another try; every other refusal is final.
 fn is_transient(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+    is_transient_status(status.as_u16())
+}
+
+/// The same rule for any endpoint's status (the identity endpoint's too).
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 fn transport_failure(e: &reqwest::Error, timeout: Duration) -> GraphFailure {

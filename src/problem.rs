@@ -298,7 +298,8 @@ fn resume_problem(error: &ResumeError) -> Problem {
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!("{}. Nothing was sent to Graph.", e.message.trim_end_matches('.')),
                     )
-                    .remedy(e.remedy.clone()),
+                    .remedy(e.remedy.clone())
+                    .with("cause", e.class),
                     Unavailable::Graph(f) => Problem::new(
                         "graph-unavailable",
                         "Graph did not accept the resume in time",

@@ -850,3 +850,88 @@ async fn check_fails_when_the_identity_endpoint_is_unreachable() {
     assert_eq!(check_named(&report, "graph")["status"], "pass");
     assert!(!ran.all().contains(IDENTITY_SECRET));
 }
+
+#[tokio::test]
+async fn resume_without_az_fails_at_once_and_says_why() {
+    let graph = Graph::accepting().await;
+    let empty = std::env::temp_dir().join(format!("resume-gateway-nopath-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("RESUME_CREDENTIAL".to_string(), "developer".to_string()),
+        ("PATH".to_string(), empty.display().to_string()),
+    ];
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let args = [
+        "resume",
+        "--callback-uri-path",
+        &path,
+        "--status",
+        "completed",
+    ];
+    let started = Instant::now();
+    let ran = handler(&env, &args).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(
+        ran.stderr.contains("not resumed (identity-unavailable)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("remedy: az not found on PATH: install the Azure CLI"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("retrying"), "{}", ran.stderr);
+    assert_eq!(graph.calls().await, 0);
+}
+
+#[tokio::test]
+async fn resume_prints_a_progress_line_per_retry_wait() {
+    let graph = Graph::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "1"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204).insert_header("request-id", "third-time"))
+        .with_priority(2)
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start().await;
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let args = [
+        "resume",
+        "--callback-uri-path",
+        &path,
+        "--status",
+        "completed",
+    ];
+    let ran = handler(&env_for(&graph, &identity), &args).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let progress: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying in 1.0 s"))
+        .collect();
+    assert_eq!(progress.len(), 2, "{}", ran.stderr);
+    assert!(
+        progress[0].contains("attempt 1 failed (Graph answered 503"),
+        "{}",
+        progress[0]
+    );
+    assert!(progress[1].contains("attempt 2 failed"), "{}", progress[1]);
+    assert!(
+        ran.stdout.contains("request-id third-time"),
+        "{}",
+        ran.stdout
+    );
+}

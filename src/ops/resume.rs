@@ -96,7 +96,13 @@ pub fn main(args: ResumeArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let resumer = Resumer::new(&config, tokens);
+    // A person at a terminal sees why the command waits instead of a silent minute.
+    let resumer = Resumer::new(&config, tokens).with_progress(Box::new(|what, wait, attempts| {
+        eprintln!(
+            "resume-gateway: attempt {attempts} failed ({what}); retrying in {:.1} s",
+            wait.as_secs_f64()
+        );
+    }));
     block_on(async move {
         match resumer.resume(&request, Instant::now()).await {
             Ok(outcome) => {
