@@ -306,7 +306,12 @@ async fn pending_says_what_permission_is_missing() {
     )
     .await;
     assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("--workflow must be a workflow id"));
+    assert!(
+        ran.stderr
+            .contains("invalid value 'not-a-guid' for '--workflow <ID>': not a GUID"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[tokio::test]
@@ -525,7 +530,8 @@ async fn resume_refuses_bad_targets_and_dry_runs_without_calling_anything() {
     .await;
     assert_eq!(ran.code, 2);
     assert!(
-        ran.stderr.contains("`workflowId` must be a GUID"),
+        ran.stderr
+            .contains("invalid value 'nope' for '--workflow <ID>': not a GUID"),
         "{}",
         ran.stderr
     );
@@ -771,7 +777,7 @@ async fn check_fails_on_a_bad_setting_without_calling_anything() {
     let identity = Identity::start().await;
     let env = with(env_for(&graph, &identity), &[("GRAPH_API_VERSION", "v2")]);
     let ran = handler(&env, &["check", "--json"]).await;
-    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert_eq!(ran.code, 2, "a bad setting is exit code 2: {}", ran.all());
     let report = ran.json();
     let settings = check_named(&report, "settings");
     assert_eq!(settings["status"], "fail");
@@ -791,7 +797,7 @@ async fn check_fails_on_a_bad_setting_without_calling_anything() {
 
     let env = with(env_for(&graph, &identity), &[("RUST_LOG", "info,[[")]);
     let ran = handler(&env, &["check", "--json"]).await;
-    assert_eq!(ran.code, 1);
+    assert_eq!(ran.code, 2);
     let settings = check_named(&ran.json(), "settings").clone();
     assert_eq!(settings["status"], "fail");
     assert!(
@@ -934,4 +940,263 @@ async fn resume_prints_a_progress_line_per_retry_wait() {
         "{}",
         ran.stdout
     );
+}
+
+/// An identity endpoint that refuses every token request (an identity not assigned).
+async fn refusing_identity() -> Identity {
+    let identity = Identity::bare().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("Identity not found"))
+        .mount(&identity.server)
+        .await;
+    identity
+}
+
+/// `--json` on a failure: exactly one JSON document on stdout (the whole of stdout parses
+/// as one value), nothing multi-line on stderr, and the exit code of the README's table.
+fn assert_one_problem(ran: &Ran, code: i32, slug: &str) -> Value {
+    assert_eq!(ran.code, code, "{slug}: {}", ran.all());
+    let doc = ran.json();
+    assert_eq!(
+        doc["type"],
+        format!("urn:resume-gateway:problem:{slug}"),
+        "{doc}"
+    );
+    assert!(!doc["detail"].as_str().unwrap().contains('\n'), "{doc}");
+    assert!(doc["remedy"].is_string(), "{doc}");
+    doc
+}
+
+/// A case name, the environment, the arguments, the exit code, the problem's slug, and the
+/// argument the problem must name.
+type FailureCase<'a> = (
+    &'a str,
+    Vec<(String, String)>,
+    Vec<String>,
+    i32,
+    &'a str,
+    Option<&'a str>,
+);
+
+#[tokio::test]
+async fn json_is_one_document_on_every_failure_path() {
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"error": {"code": "Forbidden", "message": "Insufficient privileges to complete the operation."}}),
+        ))
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start().await;
+    let refusing = refusing_identity().await;
+    let good = env_for(&graph, &identity);
+    let bad_setting = with(good.clone(), &[("GRAPH_API_VERSION", "v2")]);
+    let no_token = env_for(&graph, &refusing);
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let resume = |extra: &[&str]| -> Vec<String> {
+        ["resume", "--json", "--status", "completed"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let by_path = resume(&["--callback-uri-path", &path]);
+    let cases: Vec<FailureCase> = vec![
+        (
+            "pending: bad setting",
+            bad_setting.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                WORKFLOW.into(),
+            ],
+            2,
+            "invalid-setting",
+            None,
+        ),
+        (
+            "pending: bad id",
+            good.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                "not-a-guid".into(),
+            ],
+            2,
+            "invalid-argument",
+            Some("--workflow"),
+        ),
+        (
+            "pending: no workflow",
+            good.clone(),
+            vec!["pending".into(), "--json".into()],
+            2,
+            "invalid-argument",
+            None,
+        ),
+        (
+            "pending: no token",
+            no_token.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                WORKFLOW.into(),
+            ],
+            1,
+            "identity-unavailable",
+            None,
+        ),
+        (
+            "pending: Graph refuses",
+            good.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                WORKFLOW.into(),
+            ],
+            1,
+            "graph-forbidden",
+            None,
+        ),
+        (
+            "resume: bad setting",
+            bad_setting.clone(),
+            by_path.clone(),
+            2,
+            "invalid-setting",
+            None,
+        ),
+        (
+            "resume: bad id",
+            good.clone(),
+            resume(&["--workflow", "nope", "--task", TASK, "--result", RESULT]),
+            2,
+            "invalid-argument",
+            Some("--workflow"),
+        ),
+        (
+            "resume: bad status",
+            good.clone(),
+            vec![
+                "resume".into(),
+                "--json".into(),
+                "--status".into(),
+                "done".into(),
+                "--callback-uri-path".into(),
+                path.clone(),
+            ],
+            2,
+            "invalid-argument",
+            Some("--status"),
+        ),
+        (
+            "resume: no callout file",
+            good.clone(),
+            resume(&["--callout", "/nonexistent/callout.json"]),
+            2,
+            "invalid-argument",
+            Some("--callout"),
+        ),
+        (
+            "resume: bad path",
+            good.clone(),
+            resume(&["--callback-uri-path", "/users"]),
+            2,
+            "callback-path-refused",
+            None,
+        ),
+        (
+            "resume: no token",
+            no_token.clone(),
+            by_path.clone(),
+            1,
+            "identity-unavailable",
+            None,
+        ),
+        (
+            "check: bad id",
+            good.clone(),
+            vec![
+                "check".into(),
+                "--json".into(),
+                "--extension".into(),
+                "not-a-guid".into(),
+            ],
+            2,
+            "invalid-argument",
+            Some("--extension"),
+        ),
+    ];
+    for (case, env, args, code, slug, argument) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = handler(&env, &args).await;
+        let doc = assert_one_problem(&ran, code, slug);
+        if let Some(argument) = argument {
+            assert_eq!(doc["argument"], argument, "{case}: {doc}");
+        }
+        // Without --json: one line saying what, and the remedy on the next.
+        let plain: Vec<&str> = args.into_iter().filter(|a| *a != "--json").collect();
+        let ran = handler(&env, &plain).await;
+        assert_eq!(ran.code, code, "{case}: {}", ran.all());
+        assert!(ran.stdout.is_empty(), "{case}: {}", ran.stdout);
+        // Besides log lines: the error, its remedy, Graph's ids; each on one line.
+        let lines: Vec<&str> = ran
+            .stderr
+            .lines()
+            .filter(|l| !l.contains(" WARN "))
+            .collect();
+        assert!(lines.len() <= 3, "{case}: {}", ran.stderr);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("resume-gateway") || l.starts_with("not resumed (")),
+            "{case}: {}",
+            ran.stderr
+        );
+        if slug != "invalid-setting" {
+            assert!(
+                lines.iter().any(|l| l.starts_with("remedy: ")),
+                "{case}: {}",
+                ran.stderr
+            );
+        }
+    }
+    // check answers with its checklist, one document, whatever failed.
+    for (env, code) in [(bad_setting, 2), (no_token, 1)] {
+        let ran = handler(&env, &["check", "--json"]).await;
+        assert_eq!(ran.code, code, "{}", ran.all());
+        assert_eq!(ran.json()["ok"], false);
+    }
+}
+
+#[tokio::test]
+async fn status_is_taken_in_any_case() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    for status in ["Completed", "FAILED", "completed"] {
+        let ran = handler(
+            &env_for(&graph, &identity),
+            &[
+                "resume",
+                "--callback-uri-path",
+                &path,
+                "--status",
+                status,
+                "--dry-run",
+                "--json",
+            ],
+        )
+        .await;
+        assert_eq!(ran.code, 0, "{status}: {}", ran.all());
+        assert_eq!(
+            ran.json()["operationStatus"],
+            status.to_ascii_lowercase(),
+            "{status}"
+        );
+    }
 }

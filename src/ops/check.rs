@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EXIT_FAILED, EXIT_OK, block_on, print_json, settings_and_log_filter};
+use super::{
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_log_filter,
+};
 use crate::cli::CheckArgs;
 use crate::config::Config;
 use crate::credential::{CredentialSource, TokenIdentity, TokenSource};
@@ -83,7 +85,9 @@ enum Listing {
 
 /// `handler check`.
 pub fn main(args: CheckArgs) -> ExitCode {
-    let report = match settings_and_log_filter() {
+    let settings = settings_and_log_filter();
+    let settings_failed = settings.is_err();
+    let report = match settings {
         Err(e) => {
             let mut checks =
                 vec![
@@ -105,9 +109,9 @@ pub fn main(args: CheckArgs) -> ExitCode {
         }
         Ok((config, filter)) => {
             logging::init_stderr(filter);
-            match block_on(run(&config, args.extension.as_deref())) {
+            match block_on(run(&config, args.extension.as_ref())) {
                 Ok(report) => report,
-                Err(code) => return code,
+                Err(e) => return fail(&e, args.json),
             }
         }
     };
@@ -116,10 +120,15 @@ pub fn main(args: CheckArgs) -> ExitCode {
     } else {
         print_report(&report);
     }
-    ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILED })
+    ExitCode::from(match (report.ok, settings_failed) {
+        (true, _) => EXIT_OK,
+        // As every command: a setting that cannot work is exit code 2.
+        (false, true) => EXIT_USAGE,
+        (false, false) => EXIT_FAILED,
+    })
 }
 
-async fn run(config: &Config, extension: Option<&str>) -> Report {
+async fn run(config: &Config, extension: Option<&Guid>) -> Report {
     let mut checks = vec![Check::new(
         "settings",
         Status::Pass,
@@ -172,7 +181,7 @@ async fn run(config: &Config, extension: Option<&str>) -> Report {
             signed_in_user,
         ));
         if let (Some(listing), Some(ext)) = (listing, extension) {
-            checks.push(extension_check(listing, ext, id, signed_in_user));
+            checks.push(extension_check(listing, ext.as_str(), id, signed_in_user));
         }
     } else {
         checks.push(Check::new("identity", Status::Skip, "needs a token"));
@@ -312,23 +321,10 @@ async fn read_listing(
     graph: &GraphClient,
     config: &Config,
     token: Option<&crate::credential::GraphToken>,
-    extension: &str,
+    extension: &Guid,
     id: &TokenIdentity,
 ) -> Listing {
-    let Some(ext) = Guid::parse(extension.trim()) else {
-        return Listing::Unknown(
-            Check::new(
-                "authorizedApps",
-                Status::Fail,
-                format!(
-                    "--extension must be a custom task extension id (a GUID), not {extension:?}"
-                ),
-            )
-            .remedy(
-                "Copy the id from Entra admin center → Lifecycle workflows → Custom extensions.",
-            ),
-        );
-    };
+    let ext = extension;
     let Some(token) = token else {
         return Listing::Unknown(Check::new("authorizedApps", Status::Skip, "needs a token"));
     };
