@@ -34,6 +34,22 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Check settings, credential, identity, permission and Graph reachability.
     Check(CheckArgs),
+    /// Allow an app (the gateway's identity) to resume one custom task extension's tasks.
+    ///
+    /// Adds --app to the extension's callbackConfiguration.authorizedApps (nothing is sent when
+    /// it is listed already). Needs a person with the Lifecycle Workflows Administrator role,
+    /// signed in by device code (RESUME_CREDENTIAL=device-code or --client-id), who also holds
+    /// Logic App Contributor, Contributor or Owner on the extension's Logic App.
+    Grant(GrantArgs),
+}
+
+/// How a person signs in, for every operator command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SignInArgs {
+    /// Sign in as a person with a device code, through this public client (application) id
+    /// instead of RESUME_OPERATOR_CLIENT_ID; implies RESUME_CREDENTIAL=device-code.
+    #[arg(long, value_name = "APP_ID", value_parser = guid)]
+    pub client_id: Option<Guid>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +60,8 @@ pub struct PendingArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +94,8 @@ pub struct ResumeArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,6 +121,26 @@ pub struct CheckArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The custom task extension's id.
+    #[arg(long, value_name = "CUSTOM_TASK_EXTENSION_ID", value_parser = guid)]
+    pub extension: Guid,
+    /// The application (client) id to allow, e.g. the Function App identity's.
+    #[arg(long, value_name = "APP_ID", value_parser = guid)]
+    pub app: Guid,
+    /// Read the extension and show the update without sending it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 }
 
 /// Every id argument: Graph's ids are GUIDs, so anything else is refused before a call.
@@ -164,6 +204,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Pending(args) => ops::pending::main(args),
         Command::Resume(args) => ops::resume::main(args),
         Command::Check(args) => ops::check::main(args),
+        Command::Grant(args) => ops::grant::main(args),
     }
 }
 

@@ -35,6 +35,8 @@ pub enum CredentialSource {
     ManagedIdentity,
     Developer,
     ClientSecret,
+    /// A person signed in with a device code (operator commands only).
+    DeviceCode,
 }
 
 impl CredentialSource {
@@ -47,6 +49,7 @@ impl CredentialSource {
             CredentialKind::ManagedIdentity => Self::ManagedIdentity,
             CredentialKind::Developer => Self::Developer,
             CredentialKind::ClientSecret { .. } => Self::ClientSecret,
+            CredentialKind::DeviceCode => Self::DeviceCode,
             CredentialKind::Auto => {
                 let set = |name| env(name).is_some_and(|v| !v.is_empty());
                 if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") || set("WEBSITE_INSTANCE_ID") {
@@ -64,6 +67,7 @@ impl CredentialSource {
             Self::ManagedIdentity => "managed identity",
             Self::Developer => "developer tools (Azure CLI, Azure Developer CLI)",
             Self::ClientSecret => "client secret",
+            Self::DeviceCode => "device-code sign-in",
         }
     }
 }
@@ -215,6 +219,26 @@ pub struct CredentialSetupError {
     message: String,
 }
 
+/// What an operator command does with Graph, and so which delegated permission a person's
+/// sign-in asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAccess {
+    /// `pending`, `check`: `LifecycleWorkflows.Read.All`.
+    Read,
+    /// `resume`, `grant`: `LifecycleWorkflows.ReadWrite.All`.
+    Write,
+}
+
+impl OperatorAccess {
+    /// The delegated permission, as Entra ID names it in a scope.
+    pub fn permission(self) -> &'static str {
+        match self {
+            Self::Read => "LifecycleWorkflows.Read.All",
+            Self::Write => "LifecycleWorkflows.ReadWrite.All",
+        }
+    }
+}
+
 /// Graph tokens for the gateway, cached and fetched single-flight.
 pub struct TokenSource {
     credential: Arc<dyn TokenCredential>,
@@ -238,9 +262,40 @@ impl fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
+    /// Builds the credential an operator command uses: the settings' credential, or, with
+    /// `device-code`, a person's sign-in asking for `access` on the configured cloud's Graph
+    /// (a named delegated permission: `.default` would give a user only what some app was
+    /// already consented to).
+    pub fn for_operator(
+        config: &Config,
+        access: OperatorAccess,
+    ) -> Result<Self, CredentialSetupError> {
+        if config.credential != CredentialKind::DeviceCode {
+            return Self::from_config(config);
+        }
+        let credential = crate::device_code::DeviceCodeCredential::new(config.operator.clone())
+            .map_err(|e| CredentialSetupError {
+                source_name: CredentialSource::DeviceCode.name(),
+                message: e.to_string(),
+            })?;
+        Ok(Self::new(
+            Arc::new(credential),
+            CredentialSource::DeviceCode,
+            format!("{}/{}", config.cloud.graph_base(), access.permission()),
+            None,
+        ))
+    }
+
     /// Builds the credential the settings ask for.
     pub fn from_config(config: &Config) -> Result<Self, CredentialSetupError> {
         let source = CredentialSource::resolve(&config.credential, |k| std::env::var(k).ok());
+        if source == CredentialSource::DeviceCode {
+            // The gateway has no person at a terminal to enter a code.
+            return Err(CredentialSetupError {
+                source_name: source.name(),
+                message: "device-code sign-in is for the operator commands (pending, resume, check, grant); the gateway needs RESUME_CREDENTIAL=managed-identity (or auto, client-secret, developer)".into(),
+            });
+        }
         let setup_error = |e: azure_core::Error| CredentialSetupError {
             source_name: source.name(),
             message: e.to_string(),
@@ -416,6 +471,8 @@ impl TokenSource {
             },
             (CredentialSource::ClientSecret, FailureClass::Transient) => "Entra ID did not answer; check outbound access to the sign-in host (login.microsoftonline.com or the cloud's), then try again.".into(),
             (CredentialSource::ClientSecret, _) => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired): Entra ID refused them.".into(),
+            (CredentialSource::DeviceCode, FailureClass::Transient) => "Entra ID did not answer; check access to the sign-in host (AZURE_AUTHORITY_HOST or the cloud's), then run the command again.".into(),
+            (CredentialSource::DeviceCode, _) => "Run the command again and enter the code in time, as an account with the Lifecycle Workflows Administrator role; if Entra ID refused the client or the permission (AADSTS65001, 700016), an administrator must consent to it for RESUME_OPERATOR_CLIENT_ID, or register your own public client (see Operations in the README).".into(),
         }
     }
 }
@@ -795,6 +852,22 @@ mod tests {
         );
         assert!(e.remedy.contains("RESUME_CREDENTIAL"), "{}", e.remedy);
         assert!(!e.remedy.contains("sign in"), "{}", e.remedy);
+    }
+
+    #[test]
+    fn the_gateway_refuses_device_code_sign_in() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config =
+            Config::from_lookup(|k| (k == "RESUME_CREDENTIAL").then(|| "device-code".to_owned()))
+                .unwrap();
+        let e = TokenSource::from_config(&config).unwrap_err().to_string();
+        assert!(e.contains("operator commands"), "{e}");
+        let ts = TokenSource::for_operator(&config, OperatorAccess::Write).unwrap();
+        assert_eq!(ts.source(), CredentialSource::DeviceCode);
+        assert_eq!(
+            ts.scope,
+            "https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All"
+        );
     }
 
     #[test]

@@ -1200,3 +1200,339 @@ async fn status_is_taken_in_any_case() {
         );
     }
 }
+
+const OPERATOR_CLIENT: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
+
+/// A stand-in Entra ID for device-code sign-in (v2.0 endpoints under `organizations`): the
+/// code, then one `authorization_pending` before the token, as a person takes a moment.
+async fn authority(token: &str) -> Server {
+    use wiremock::matchers::body_string_contains;
+    let server = std::mem::ManuallyDrop::new(wiremock::MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path("/organizations/oauth2/v2.0/devicecode"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "device_code": "device-code-1", "user_code": "ABCD-EFGH",
+            "verification_uri": "https://microsoft.com/devicelogin",
+            "expires_in": 900, "interval": 1,
+            "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-EFGH to authenticate."
+        })))
+        .mount(&server)
+        .await;
+    let token_call = || {
+        Mock::given(method("POST"))
+            .and(path("/organizations/oauth2/v2.0/token"))
+            .and(body_string_contains("device_code=device-code-1"))
+    };
+    token_call()
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "authorization_pending",
+            "error_description": "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."
+        })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    token_call()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+            "scope": "https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All",
+            "access_token": token
+        })))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// What the stand-in Entra ID was sent, as form bodies.
+async fn authority_calls(server: &Server) -> Vec<(String, String)> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let body = url::form_urlencoded::parse(&r.body)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            (r.url.path().to_owned(), body)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn device_code_sign_in_prompts_on_stderr_and_calls_graph_as_the_person() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority(&token).await;
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/lifecycleWorkflows/workflows/{WORKFLOW}/runs"
+        )))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": []})))
+        .mount(&graph.server)
+        .await;
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+    ];
+    let ran = handler(
+        &env,
+        &[
+            "pending",
+            "--workflow",
+            WORKFLOW,
+            "--client-id",
+            OPERATOR_CLIENT,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert_eq!(ran.json()["runsTotal"], 0);
+    assert!(
+        ran.stderr.contains(
+            "to sign in, open https://microsoft.com/devicelogin and enter the code ABCD-EFGH"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.all().contains(&token),
+        "the token leaked:\n{}",
+        ran.all()
+    );
+    let calls = authority_calls(&entra).await;
+    assert_eq!(calls.len(), 3, "code, pending, token: {calls:?}");
+    assert_eq!(calls[0].0, "/organizations/oauth2/v2.0/devicecode");
+    assert!(
+        calls[0].1.contains(&format!("client_id={OPERATOR_CLIENT}")),
+        "{calls:?}"
+    );
+    assert!(
+        calls[0]
+            .1
+            .contains("scope=https://graph.microsoft.com/LifecycleWorkflows.Read.All"),
+        "a read asks for Read.All: {calls:?}"
+    );
+    for (_, body) in &calls[1..] {
+        assert!(
+            body.contains("grant_type=urn:ietf:params:oauth:grant-type:device_code"),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("client_id={OPERATOR_CLIENT}")),
+            "{body}"
+        );
+        assert!(!body.contains("client_secret"), "a public client: {body}");
+    }
+    assert_eq!(graph.calls().await, 1);
+}
+
+/// A custom task extension as Graph returns it with authorizedApps expanded.
+fn extension_with(apps: &[(&str, &str)], timeout: Option<&str>) -> Value {
+    let apps: Vec<Value> = apps
+        .iter()
+        .map(|(id, app_id)| json!({"id": id, "appId": app_id, "displayName": "an app"}))
+        .collect();
+    let mut callback = json!({
+        "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration",
+        "authorizedApps": apps
+    });
+    if let Some(t) = timeout {
+        callback["timeoutDuration"] = json!(t);
+    }
+    json!({"id": EXTENSION, "displayName": "Provision the mailbox", "callbackConfiguration": callback})
+}
+
+async fn graph_with_extension(extension: Value) -> Graph {
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions/{EXTENSION}"
+        )))
+        .and(query_param(
+            "$expand",
+            "callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(extension))
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions/{EXTENSION}"
+        )))
+        .respond_with(ResponseTemplate::new(204).insert_header("request-id", "req-patch"))
+        .mount(&graph.server)
+        .await;
+    graph
+}
+
+fn patches(requests: &[wiremock::Request]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn grant_adds_the_app_once_with_one_identifier_per_app() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority(&token).await;
+    let graph = graph_with_extension(extension_with(
+        &[("0b1c2d3e-0000-4000-8000-00000000000a", OTHER_APP)],
+        Some("PT30M"),
+    ))
+    .await;
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+        ("RESUME_CREDENTIAL".to_string(), "device-code".to_string()),
+    ];
+    let args = ["grant", "--extension", EXTENSION, "--app", GATEWAY_APP_ID];
+
+    let dry = handler(&env, &[&args[..], &["--dry-run", "--json"]].concat()).await;
+    assert_eq!(dry.code, 0, "{}", dry.all());
+    assert_eq!(dry.json()["outcome"], "dry-run");
+    assert!(
+        patches(&graph.requests().await).is_empty(),
+        "a dry run sends nothing"
+    );
+
+    let ran = handler(&env, &[&args[..], &["--json"]].concat()).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let out = ran.json();
+    assert_eq!(out["outcome"], "granted");
+    assert_eq!(out["graphRequestId"], "req-patch");
+    let sent = patches(&graph.requests().await);
+    let expected = json!({"callbackConfiguration": {
+        "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration",
+        "timeoutDuration": "PT30M",
+        "authorizedApps": [{"id": OTHER_APP}, {"id": GATEWAY_APP_ID}]
+    }});
+    assert_eq!(sent, vec![expected.clone()]);
+    assert_eq!(
+        dry.json()["request"],
+        expected,
+        "the dry run shows what is sent"
+    );
+    assert!(!ran.all().contains(&token));
+    let scopes = authority_calls(&entra).await;
+    assert!(
+        scopes[0]
+            .1
+            .contains("scope=https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All"),
+        "a write asks for ReadWrite.All: {scopes:?}"
+    );
+
+    // Listed already (here by appId in another case): read, say so, send nothing.
+    let listed = graph_with_extension(extension_with(
+        &[(
+            "0b1c2d3e-0000-4000-8000-00000000000b",
+            &GATEWAY_APP_ID.to_uppercase(),
+        )],
+        Some("PT30M"),
+    ))
+    .await;
+    let env = with(
+        env[1..].to_vec(),
+        &[("GRAPH_ENDPOINT", &listed.server.uri())],
+    );
+    let again = handler(&env, &args).await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("already granted"), "{}", again.stdout);
+    assert!(patches(&listed.requests().await).is_empty());
+}
+
+#[tokio::test]
+async fn grant_failures_say_what_to_fix() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority(&token).await;
+    let env_for = |graph: &Graph| {
+        vec![
+            ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+            ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+            ("RESUME_CREDENTIAL".to_string(), "device-code".to_string()),
+        ]
+    };
+    let args = [
+        "grant",
+        "--json",
+        "--extension",
+        EXTENSION,
+        "--app",
+        GATEWAY_APP_ID,
+    ];
+
+    let forbidden = Graph::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"error": {"code": "Forbidden", "message": "Insufficient privileges to complete the operation."}}),
+        ))
+        .mount(&forbidden.server)
+        .await;
+    let ran = handler(&env_for(&forbidden), &args).await;
+    let doc = assert_one_problem(&ran, 1, "graph-forbidden");
+    let remedy = doc["remedy"].as_str().unwrap();
+    for needed in [
+        "Lifecycle Workflows Administrator",
+        "Logic App Contributor",
+        "Contributor or Owner",
+    ] {
+        assert!(remedy.contains(needed), "{remedy}");
+    }
+
+    let no_callback = graph_with_extension(extension_with(&[], None)).await;
+    let ran = handler(&env_for(&no_callback), &args).await;
+    let doc = assert_one_problem(&ran, 2, "invalid-argument");
+    assert_eq!(doc["argument"], "--extension");
+    assert!(patches(&no_callback.requests().await).is_empty());
+
+    let ran = handler(
+        &env_for(&no_callback),
+        &[
+            "grant",
+            "--json",
+            "--extension",
+            EXTENSION,
+            "--app",
+            "gateway",
+        ],
+    )
+    .await;
+    assert_eq!(
+        assert_one_problem(&ran, 2, "invalid-argument")["argument"],
+        "--app"
+    );
+
+    // Entra ID refuses the client: answered at once, not retried for the deadline.
+    let refusing = std::mem::ManuallyDrop::new(wiremock::MockServer::start().await);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "unauthorized_client",
+            "error_description": "AADSTS700016: Application with identifier 'x' was not found in the directory."
+        })))
+        .mount(&refusing)
+        .await;
+    let started = Instant::now();
+    let env = with(
+        env_for(&no_callback),
+        &[("AZURE_AUTHORITY_HOST", &refusing.uri())],
+    );
+    let ran = handler(&env, &args).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let doc = assert_one_problem(&ran, 1, "identity-unavailable");
+    assert_eq!(doc["cause"], "refused", "{doc}");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("AADSTS700016"),
+        "{doc}"
+    );
+    assert_eq!(refusing.received_requests().await.unwrap().len(), 1);
+}

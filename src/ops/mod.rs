@@ -4,6 +4,8 @@
 //! name, UPN or mail, and never a token.
 
 pub mod check;
+mod extension;
+pub mod grant;
 pub mod pending;
 pub mod resume;
 
@@ -13,7 +15,8 @@ use serde::Serialize;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ConfigError};
+use crate::cli::SignInArgs;
+use crate::config::{Config, ConfigError, CredentialKind};
 use crate::logging;
 use crate::problem::{CommandError, Problem};
 
@@ -24,17 +27,24 @@ pub const EXIT_FAILED: u8 = 1;
 /// A setting or argument cannot work (the same code clap and the serve path use).
 pub const EXIT_USAGE: u8 = 2;
 
-/// The settings, with stderr logging started as `RUST_LOG` asks.
-pub(crate) fn settings() -> Result<Config, CommandError> {
-    let (config, filter) = settings_and_log_filter()?;
+/// The settings, with the command line's sign-in choice applied and stderr logging started
+/// as `RUST_LOG` asks.
+pub(crate) fn settings(sign_in: &SignInArgs) -> Result<Config, CommandError> {
+    let (config, filter) = settings_and_log_filter(sign_in)?;
     logging::init_stderr(filter);
     Ok(config)
 }
 
 /// Every setting, `RUST_LOG` included; commands log warnings only unless it says otherwise,
 /// and only to stderr (stdout carries the command's output).
-pub(crate) fn settings_and_log_filter() -> Result<(Config, EnvFilter), ConfigError> {
-    let config = Config::from_env()?;
+pub(crate) fn settings_and_log_filter(
+    sign_in: &SignInArgs,
+) -> Result<(Config, EnvFilter), ConfigError> {
+    let mut config = Config::from_env()?;
+    if let Some(client_id) = &sign_in.client_id {
+        config.credential = CredentialKind::DeviceCode;
+        config.operator.client_id = client_id.to_string();
+    }
     let value = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())

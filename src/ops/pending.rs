@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{EXIT_OK, block_on, fail, human_age, print_json, settings};
 use crate::cli::PendingArgs;
 use crate::config::Config;
-use crate::credential::TokenSource;
+use crate::credential::{OperatorAccess, TokenSource};
 use crate::graph::{GetError, GraphClient};
 use crate::ids::Guid;
 use crate::problem::CommandError;
@@ -84,8 +84,8 @@ pub struct Report {
 
 /// `handler pending`.
 pub fn main(args: PendingArgs) -> ExitCode {
-    let listed = settings().and_then(|config| {
-        let tokens = TokenSource::from_config(&config)?;
+    let listed = settings(&args.sign_in).and_then(|config| {
+        let tokens = TokenSource::for_operator(&config, OperatorAccess::Read)?;
         block_on(scan(&config, &tokens, &args.workflow))?
     });
     match listed {

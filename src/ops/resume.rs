@@ -13,7 +13,7 @@ use super::{
 };
 use crate::callout::{OperationStatus, RequestError, ResumeRequest};
 use crate::cli::ResumeArgs;
-use crate::credential::TokenSource;
+use crate::credential::{OperatorAccess, TokenSource};
 use crate::problem::{CommandError, GatewayError, Problem};
 use crate::resume::{Outcome, Resumed, Resumer};
 
@@ -70,7 +70,7 @@ fn read_callout(file: &std::path::Path) -> Result<Value, ArgsError> {
 
 /// `handler resume`.
 pub fn main(args: ResumeArgs) -> ExitCode {
-    let mut config = match settings() {
+    let mut config = match settings(&args.sign_in) {
         Ok(c) => c,
         Err(e) => return fail(&e, args.json),
     };
@@ -94,7 +94,7 @@ pub fn main(args: ResumeArgs) -> ExitCode {
         }
     };
 
-    let tokens = match TokenSource::from_config(&config) {
+    let tokens = match TokenSource::for_operator(&config, OperatorAccess::Write) {
         Ok(t) => Arc::new(t),
         Err(e) => return fail(&e.into(), args.json),
     };
