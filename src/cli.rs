@@ -16,7 +16,11 @@ use crate::problem::CommandError;
 ///
 /// With no subcommand it serves the resume function, as the Azure Functions host expects.
 /// The other subcommands read the same settings (environment variables) and use the same
-/// credential; locally, run `az login` and set RESUME_CREDENTIAL=developer.
+/// credential. As a person, sign in with RESUME_CREDENTIAL=device-code (or --client-id): the
+/// token then carries the LifecycleWorkflows permissions these commands need.
+/// RESUME_CREDENTIAL=developer (after `az login`) gives the Azure CLI's token, which Graph
+/// pre-authorizes without any LifecycleWorkflows scope: it can check settings and Graph
+/// reachability, but pending, resume and grant get 403 with it on a real tenant.
 #[derive(Debug, Parser)]
 #[command(name = "handler", version, propagate_version = true)]
 pub struct Cli {

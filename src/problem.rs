@@ -463,7 +463,7 @@ fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
                 .remedy(format!(
                     "Allow the Function App's identity ({who}) to resume this task, either way: \
                      (1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
-                     (scripts/grant.sh --extension <customTaskExtensionId>); or \
+                     (handler grant --extension <customTaskExtensionId> --app {app}); or \
                      (2) grant {app} the {LIFECYCLE_PERMISSION} application permission on Microsoft Graph \
                      (scripts/grant.sh --app-role). {roles}"
                 ))
