@@ -496,6 +496,11 @@ impl FakeAzure {
     }
 
     fn grant(&self, args: &[&str]) -> (bool, String) {
+        self.grant_with(args, &[])
+    }
+
+    /// Runs grant.sh with the fake `az` first on PATH and `env` added.
+    fn grant_with(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
         let path = format!(
             "{}:{}",
             self.dir.display(),
@@ -505,6 +510,8 @@ impl FakeAzure {
             .arg(root().join("scripts/grant.sh"))
             .args(args)
             .env("PATH", path)
+            .env_remove("RESUME_CREDENTIAL")
+            .envs(env.iter().copied())
             .env("FAKE_PRINCIPAL", PRINCIPAL)
             .env("FAKE_APP_ID", APP_ID)
             .env("FAKE_GRAPH_SP", GRAPH_SP)
@@ -585,25 +592,8 @@ fn grant_extension_hands_the_update_to_the_binary() {
             extra,
         ]
         .concat();
-        let out = Command::new("bash")
-            .arg(root().join("scripts/grant.sh"))
-            .args(&args)
-            .env(
-                "PATH",
-                format!("{}:{}", az.dir.display(), std::env::var("PATH").unwrap()),
-            )
-            .env("HANDLER", &handler)
-            .env_remove("RESUME_CREDENTIAL")
-            .env("FAKE_PRINCIPAL", PRINCIPAL)
-            .env("FAKE_APP_ID", APP_ID)
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{all}");
+        let (ok, all) = az.grant_with(&args, &[("HANDLER", handler.as_os_str())]);
+        assert!(ok, "{all}");
         assert!(all.contains("granted (fake handler)"), "{all}");
         let calls = az.take_calls();
         assert!(

@@ -868,13 +868,7 @@ async fn resume_without_az_fails_at_once_and_says_why() {
         ("PATH".to_string(), empty.display().to_string()),
     ];
     let path = resume_path(WORKFLOW, TASK, RESULT);
-    let args = [
-        "resume",
-        "--callback-uri-path",
-        &path,
-        "--status",
-        "completed",
-    ];
+    let args = resume_by_path(&path);
     let started = Instant::now();
     let ran = handler(&env, &args).await;
     assert!(
@@ -914,13 +908,7 @@ async fn resume_prints_a_progress_line_per_retry_wait() {
         .await;
     let identity = Identity::start().await;
     let path = resume_path(WORKFLOW, TASK, RESULT);
-    let args = [
-        "resume",
-        "--callback-uri-path",
-        &path,
-        "--status",
-        "completed",
-    ];
+    let args = resume_by_path(&path);
     let ran = handler(&env_for(&graph, &identity), &args).await;
     assert_eq!(ran.code, 0, "{}", ran.all());
     let progress: Vec<&str> = ran
@@ -1535,4 +1523,15 @@ async fn grant_failures_say_what_to_fix() {
         "{doc}"
     );
     assert_eq!(refusing.received_requests().await.unwrap().len(), 1);
+}
+
+/// `handler resume` of `path` as completed.
+fn resume_by_path(path: &str) -> [&str; 5] {
+    [
+        "resume",
+        "--callback-uri-path",
+        path,
+        "--status",
+        "completed",
+    ]
 }

@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::extension::{self, CALLBACK_TYPE};
-use super::{EXIT_OK, block_on, fail, print_json, settings};
+use super::run_signed_in;
 use crate::cli::GrantArgs;
 use crate::config::Config;
 use crate::credential::{OperatorAccess, TokenSource};
@@ -52,27 +52,15 @@ pub struct Granted {
 
 /// `handler grant`.
 pub fn main(args: GrantArgs) -> ExitCode {
-    let done = settings(&args.sign_in).and_then(|config| {
-        let tokens = TokenSource::for_operator(&config, OperatorAccess::Write)?;
-        block_on(grant(
-            &config,
-            &tokens,
-            &args.extension,
-            &args.app,
-            args.dry_run,
-        ))?
-    });
-    match done {
-        Ok(granted) => {
-            if args.json {
-                print_json(&granted);
-            } else {
-                print_granted(&granted);
-            }
-            ExitCode::from(EXIT_OK)
-        }
-        Err(e) => fail(&e, args.json),
-    }
+    run_signed_in(
+        &args.sign_in,
+        OperatorAccess::Write,
+        args.json,
+        |config, tokens| async move {
+            grant(&config, &tokens, &args.extension, &args.app, args.dry_run).await
+        },
+        print_granted,
+    )
 }
 
 async fn grant(

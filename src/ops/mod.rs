@@ -17,6 +17,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::SignInArgs;
 use crate::config::{Config, ConfigError, CredentialKind};
+use crate::credential::{OperatorAccess, TokenSource};
 use crate::logging;
 use crate::problem::{CommandError, Problem};
 
@@ -59,6 +60,37 @@ pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<
         .build()
         .map(|rt| rt.block_on(work))
         .map_err(|e| CommandError::Runtime(e.to_string()))
+}
+
+/// A command that signs in, does its Graph work and prints its result: settings, the
+/// credential for `access`, `work` on the runtime, then the result as text (`text`) or one
+/// JSON document, or the failure as [`fail`] reports it.
+pub(crate) fn run_signed_in<T, F>(
+    sign_in: &SignInArgs,
+    access: OperatorAccess,
+    json: bool,
+    work: impl FnOnce(Config, TokenSource) -> F,
+    text: impl FnOnce(&T),
+) -> ExitCode
+where
+    T: Serialize,
+    F: std::future::Future<Output = Result<T, CommandError>>,
+{
+    let done = settings(sign_in).and_then(|config| {
+        let tokens = TokenSource::for_operator(&config, access)?;
+        block_on(work(config, tokens))?
+    });
+    match done {
+        Ok(result) if json => {
+            print_json(&result);
+            ExitCode::from(EXIT_OK)
+        }
+        Ok(result) => {
+            text(&result);
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(&e, json),
+    }
 }
 
 /// Reports a failed command the one way every command does: with `--json`, its problem

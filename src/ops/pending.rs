@@ -12,7 +12,7 @@ use std::time::Duration;
 use azure_core::time::{OffsetDateTime, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 
-use super::{EXIT_OK, block_on, fail, human_age, print_json, settings};
+use super::{human_age, run_signed_in};
 use crate::cli::PendingArgs;
 use crate::config::Config;
 use crate::credential::{OperatorAccess, TokenSource};
@@ -84,21 +84,13 @@ pub struct Report {
 
 /// `handler pending`.
 pub fn main(args: PendingArgs) -> ExitCode {
-    let listed = settings(&args.sign_in).and_then(|config| {
-        let tokens = TokenSource::for_operator(&config, OperatorAccess::Read)?;
-        block_on(scan(&config, &tokens, &args.workflow))?
-    });
-    match listed {
-        Ok(report) => {
-            if args.json {
-                print_json(&report);
-            } else {
-                print_report(&report);
-            }
-            ExitCode::from(EXIT_OK)
-        }
-        Err(e) => fail(&e, args.json),
-    }
+    run_signed_in(
+        &args.sign_in,
+        OperatorAccess::Read,
+        args.json,
+        |config, tokens| async move { scan(&config, &tokens, &args.workflow).await },
+        print_report,
+    )
 }
 
 async fn scan(
