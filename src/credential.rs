@@ -355,6 +355,11 @@ impl TokenSource {
         }
     }
 
+    /// The scope tokens are asked for (`…/.default`, or a person's named permission).
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
     /// Which credential is in use.
     pub fn source(&self) -> CredentialSource {
         self.source

@@ -1317,6 +1317,16 @@ async fn device_code_sign_in_prompts_on_stderr_and_calls_graph_as_the_person() {
         assert!(!body.contains("client_secret"), "a public client: {body}");
     }
     assert_eq!(graph.calls().await, 1);
+
+    // check names what the person's token was asked for.
+    let ran = handler(&env, &["check", "--client-id", OPERATOR_CLIENT, "--json"]).await;
+    let report = ran.json();
+    let token_check = check_named(&report, "token");
+    assert_eq!(token_check["status"], "pass", "{report}");
+    assert_eq!(
+        token_check["detail"],
+        "got a Graph token for https://graph.microsoft.com/LifecycleWorkflows.Read.All with the device-code sign-in"
+    );
 }
 
 /// A custom task extension as Graph returns it with authorizedApps expanded.

@@ -153,7 +153,7 @@ async fn run(config: &Config, extension: Option<&Guid>) -> Report {
                 Status::Pass,
                 format!(
                     "got a Graph token for {} with the {}",
-                    config.graph_scope,
+                    tokens.scope(),
                     source.name()
                 ),
             ));
