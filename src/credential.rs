@@ -250,6 +250,9 @@ pub struct TokenSource {
     /// failing fetch share its answer instead of each asking again.
     fetching: tokio::sync::Mutex<Option<(Instant, CredentialError)>>,
     fetches: AtomicU64,
+    /// How long one `get_token` may take: an identity endpoint answers in seconds, a person
+    /// signing in with a device code in minutes.
+    call_timeout: Duration,
 }
 
 impl fmt::Debug for TokenSource {
@@ -278,12 +281,15 @@ impl TokenSource {
                 source_name: CredentialSource::DeviceCode.name(),
                 message: e.to_string(),
             })?;
-        Ok(Self::new(
-            Arc::new(credential),
-            CredentialSource::DeviceCode,
-            format!("{}/{}", config.cloud.graph_base(), access.permission()),
-            None,
-        ))
+        Ok(Self {
+            call_timeout: crate::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
+            ..Self::new(
+                Arc::new(credential),
+                CredentialSource::DeviceCode,
+                format!("{}/{}", config.cloud.graph_base(), access.permission()),
+                None,
+            )
+        })
     }
 
     /// Builds the credential the settings ask for.
@@ -352,6 +358,7 @@ impl TokenSource {
             cached: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
+            call_timeout: IDENTITY_CALL_TIMEOUT,
         }
     }
 
@@ -387,11 +394,8 @@ impl TokenSource {
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let scopes = [self.scope.as_str()];
-        let result = tokio::time::timeout(
-            IDENTITY_CALL_TIMEOUT,
-            self.credential.get_token(&scopes, None),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(self.call_timeout, self.credential.get_token(&scopes, None)).await;
         match result {
             Ok(Ok(access)) => {
                 let token = Arc::new(GraphToken::new(access));
@@ -418,7 +422,7 @@ impl TokenSource {
                     message: format!(
                         "the {} did not answer within {} s",
                         self.source.name(),
-                        IDENTITY_CALL_TIMEOUT.as_secs()
+                        self.call_timeout.as_secs()
                     ),
                     remedy: self.remedy(FailureClass::Transient, ""),
                     class: FailureClass::Transient,
@@ -869,6 +873,10 @@ mod tests {
         assert!(e.contains("operator commands"), "{e}");
         let ts = TokenSource::for_operator(&config, OperatorAccess::Write).unwrap();
         assert_eq!(ts.source(), CredentialSource::DeviceCode);
+        assert!(
+            ts.call_timeout > crate::device_code::SIGN_IN_LIMIT,
+            "a person has the whole sign-in time"
+        );
         assert_eq!(
             ts.scope,
             "https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All"

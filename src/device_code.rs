@@ -23,7 +23,7 @@ use oauth2::{
 use crate::config::OperatorSignIn;
 
 /// A person has this long to enter the code; Entra ID's own codes last 15 minutes.
-const SIGN_IN_LIMIT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const SIGN_IN_LIMIT: Duration = Duration::from_secs(15 * 60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// When the token endpoint names no lifetime (RFC 6749 makes `expires_in` optional).

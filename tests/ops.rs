@@ -1194,6 +1194,11 @@ const OPERATOR_CLIENT: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
 /// A stand-in Entra ID for device-code sign-in (v2.0 endpoints under `organizations`): the
 /// code, then one `authorization_pending` before the token, as a person takes a moment.
 async fn authority(token: &str) -> Server {
+    authority_pending(token, 1).await
+}
+
+/// [`authority`] with `pending` answers of `authorization_pending` before the token.
+async fn authority_pending(token: &str, pending: u64) -> Server {
     use wiremock::matchers::body_string_contains;
     let server = std::mem::ManuallyDrop::new(wiremock::MockServer::start().await);
     Mock::given(method("POST"))
@@ -1216,7 +1221,7 @@ async fn authority(token: &str) -> Server {
             "error": "authorization_pending",
             "error_description": "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."
         })))
-        .up_to_n_times(1)
+        .up_to_n_times(pending)
         .with_priority(1)
         .mount(&server)
         .await;
@@ -1544,4 +1549,30 @@ fn resume_by_path(path: &str) -> [&str; 5] {
         "--status",
         "completed",
     ]
+}
+
+/// Entering a code takes a person longer than a request's deadline: the sign-in comes first,
+/// and the deadline bounds only the resume.
+#[tokio::test]
+async fn resume_signs_in_before_its_deadline_starts() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority_pending(&token, 2).await;
+    let graph = Graph::accepting().await;
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+        ("RESUME_CREDENTIAL".to_string(), "device-code".to_string()),
+        ("RESUME_DEADLINE_SECONDS".to_string(), "1".to_string()),
+    ];
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let started = Instant::now();
+    let ran = handler(&env, &resume_by_path(&path)).await;
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "two polls a second apart"
+    );
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(ran.stdout.starts_with("resumed:"), "{}", ran.stdout);
+    assert_eq!(graph.calls().await, 1);
+    assert!(!ran.all().contains(&token));
 }

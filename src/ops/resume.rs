@@ -13,7 +13,7 @@ use super::{
 };
 use crate::callout::{OperationStatus, RequestError, ResumeRequest};
 use crate::cli::ResumeArgs;
-use crate::credential::{OperatorAccess, TokenSource};
+use crate::credential::{CredentialSource, OperatorAccess, TokenSource};
 use crate::problem::{CommandError, GatewayError, Problem};
 use crate::resume::{Outcome, Resumed, Resumer};
 
@@ -98,6 +98,17 @@ pub fn main(args: ResumeArgs) -> ExitCode {
         Ok(t) => Arc::new(t),
         Err(e) => return fail(&e.into(), args.json),
     };
+    // A person signs in before the request's deadline starts: entering a code takes minutes.
+    if tokens.source() == CredentialSource::DeviceCode && !config.dry_run {
+        match block_on(tokens.token()) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                report_problem(&CommandError::Identity(e).problem(), args.json, NOT_RESUMED);
+                return ExitCode::from(EXIT_FAILED);
+            }
+            Err(e) => return fail(&e, args.json),
+        }
+    }
     // A person at a terminal sees why the command waits instead of a silent minute.
     let resumer = Resumer::new(&config, tokens).with_progress(Box::new(|what, wait, attempts| {
         eprintln!(
