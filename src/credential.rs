@@ -253,6 +253,9 @@ pub struct TokenSource {
     /// How long one `get_token` may take: an identity endpoint answers in seconds, a person
     /// signing in with a device code in minutes.
     call_timeout: Duration,
+    /// Whether a failure that asking again cannot fix is logged: the gateway's log needs it,
+    /// an operator command prints the failure itself.
+    log_permanent: bool,
 }
 
 impl fmt::Debug for TokenSource {
@@ -274,7 +277,10 @@ impl TokenSource {
         access: OperatorAccess,
     ) -> Result<Self, CredentialSetupError> {
         if config.credential != CredentialKind::DeviceCode {
-            return Self::from_config(config);
+            return Ok(Self {
+                log_permanent: false,
+                ..Self::from_config(config)?
+            });
         }
         let credential = crate::device_code::DeviceCodeCredential::new(config.operator.clone())
             .map_err(|e| CredentialSetupError {
@@ -283,6 +289,7 @@ impl TokenSource {
             })?;
         Ok(Self {
             call_timeout: crate::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
+            log_permanent: false,
             ..Self::new(
                 Arc::new(credential),
                 CredentialSource::DeviceCode,
@@ -359,6 +366,7 @@ impl TokenSource {
             fetching: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
             call_timeout: IDENTITY_CALL_TIMEOUT,
+            log_permanent: true,
         }
     }
 
@@ -405,7 +413,7 @@ impl TokenSource {
             }
             Ok(Err(e)) => {
                 let error = self.describe(&e);
-                if !error.retryable() {
+                if self.log_permanent && !error.retryable() {
                     // Once per fetch, not per waiting caller: they share this failure.
                     tracing::warn!(
                         credential = self.source.name(),

@@ -181,6 +181,10 @@ fn print_outcome(o: &Outcome) {
 
 /// Graph's ids for a support case, when Graph answered.
 fn print_request_ids(p: &Problem) {
+    if p.slug() == "identity-unavailable" {
+        // Nothing reached Graph: its ids would only suggest otherwise.
+        return;
+    }
     let graph = p.extensions.get("graph");
     let request_id = graph
         .and_then(|g| g.get("requestId"))
