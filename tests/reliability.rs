@@ -672,13 +672,19 @@ async fn a_credential_that_cannot_work_is_answered_within_two_seconds() {
         let detail = problem["detail"].as_str().unwrap();
         assert!(!detail.contains('\n'), "{case}: one line: {detail:?}");
         assert!(!detail.contains("To troubleshoot"), "{case}: {detail}");
-        let warnings = gw
-            .output
-            .stderr()
-            .iter()
-            .filter(|l| l.contains("asking again will not help"))
-            .count();
-        assert_eq!(warnings, 1, "{case}: {}", gw.output.all());
+        // The pipe's reader thread may not have the line yet: wait for it, then count.
+        let warnings = || {
+            gw.output
+                .stderr()
+                .iter()
+                .filter(|l| l.contains("asking again will not help"))
+                .count()
+        };
+        let waited = Instant::now();
+        while warnings() == 0 && waited.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(warnings(), 1, "{case}: {}", gw.output.all());
     }
     assert_eq!(refusing.calls().await, 1, "a 400 is asked once");
     assert_eq!(graph.calls().await, 0);
