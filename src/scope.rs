@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::credential::{CredentialError, TokenSource};
 use crate::graph::{GetError, GraphClient, GraphFailure};
 use crate::ids::Guid;
+use crate::ops::extension::{self, App, Extension};
 use crate::resume_path::ResumeTarget;
 
 /// `taskDefinitionId`s of the built-in "Run a custom task extension" task; both appear in
@@ -31,15 +32,6 @@ const CUSTOM_EXTENSION_TASK_DEFINITIONS: [&str; 2] = [
 ];
 /// The task argument naming the extension; its case varies between Microsoft's docs.
 const EXTENSION_ARGUMENT: &str = "customTaskExtensionID";
-/// `callbackConfiguration` is declared as the abstract `customExtensionCallbackConfiguration`;
-/// `authorizedApps` is a navigation property of the derived
-/// `customTaskExtensionCallbackConfiguration` (Graph's v1.0 CSDL). OData 4.01's `expandPath`
-/// reaches a navigation property inside a complex property through an optional type cast
-/// (`complexProperty/qualifiedComplexTypeName/navigationProperty`), required here because the
-/// base type lacks the property. No Microsoft example shows this exact `$expand`; an answer
-/// without `authorizedApps` reads as "no app listed", so a Graph that ignored it would refuse
-/// (fail closed), never allow.
-pub(crate) const EXTENSION_EXPAND: &str = "$expand=callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps";
 /// The application permission that lets the gateway's identity read tasks and extensions.
 pub const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
 /// How long a task's extension id is trusted: a task's arguments change only when its
@@ -244,21 +236,7 @@ impl Authorizer {
         let token = self.tokens.token().await.map_err(ScopeError::Identity)?;
         match self.graph.get_retrying(url, token.secret(), deadline).await {
             Ok(fetched) => Ok(fetched.body),
-            Err(GetError::Refused(failure)) => Err(ScopeError::ReadRefused {
-                what: what.to_owned(),
-                failure: Box::new(failure),
-            }),
-            Err(GetError::Unavailable { last, attempts }) => Err(ScopeError::ReadUnavailable {
-                what: what.to_owned(),
-                last: last.map(Box::new),
-                attempts,
-            }),
-            // Only listings page; a single entity never answers these.
-            Err(e) => Err(ScopeError::ReadUnavailable {
-                what: what.to_owned(),
-                last: Some(Box::new(GraphFailure::without_answer(e.to_string()))),
-                attempts: 1,
-            }),
+            Err(e) => Err(read_failed(what, e)),
         }
     }
 
@@ -279,24 +257,47 @@ impl Authorizer {
         Ok(task_link(task))
     }
 
+    /// The extension's authorized apps, read as `handler check` and `handler grant` read them.
+    /// An answer without `authorizedApps` (should Graph ever ignore the expansion) lists
+    /// nobody, so it refuses rather than allows.
     async fn read_extension(
         &self,
         id: &Guid,
         caller_app_id: &str,
         deadline: Instant,
     ) -> Result<Arc<[String]>, ScopeError> {
-        let path = format!("/identityGovernance/lifecycleWorkflows/customTaskExtensions/{id}");
-        let url = format!("{}?{EXTENSION_EXPAND}", self.graph.url(&path));
-        match self.get(&url, &path, deadline).await {
-            Ok(body) => Ok(authorized_apps(&body).into()),
-            Err(ScopeError::ReadRefused { failure, .. }) if failure.status == Some(404) => {
+        let token = self.tokens.token().await.map_err(ScopeError::Identity)?;
+        match extension::read(&self.graph, token.secret(), id, deadline).await {
+            Ok((extension, _)) => Ok(authorized_apps(&extension).into()),
+            Err(GetError::Refused(failure)) if failure.status == Some(404) => {
                 Err(ScopeError::ExtensionNotFound {
                     caller_app_id: caller_app_id.to_owned(),
                     extension_id: id.clone(),
                 })
             }
-            Err(e) => Err(e),
+            Err(e) => Err(read_failed(&format!("custom task extension {id}"), e)),
         }
+    }
+}
+
+/// A failed read, as the answer will describe it.
+fn read_failed(what: &str, error: GetError) -> ScopeError {
+    match error {
+        GetError::Refused(failure) => ScopeError::ReadRefused {
+            what: what.to_owned(),
+            failure: Box::new(failure),
+        },
+        GetError::Unavailable { last, attempts } => ScopeError::ReadUnavailable {
+            what: what.to_owned(),
+            last: last.map(Box::new),
+            attempts,
+        },
+        // An answer of another shape: fail closed, and let the caller try again.
+        other => ScopeError::ReadUnavailable {
+            what: what.to_owned(),
+            last: Some(Box::new(GraphFailure::without_answer(other.to_string()))),
+            attempts: 1,
+        },
     }
 }
 
@@ -364,17 +365,12 @@ fn task_link(task: &Value) -> TaskLink {
 
 /// The lower-case app ids an extension authorizes: each entry's `appId`, or its `id` when the
 /// entry has no `appId`.
-fn authorized_apps(extension: &Value) -> Vec<String> {
+fn authorized_apps(extension: &Extension) -> Vec<String> {
     extension
-        .get("callbackConfiguration")
-        .and_then(|c| c.get("authorizedApps"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|app| {
-            let field = |k| app.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-            field("appId").or_else(|| field("id"))
-        })
+        .authorized_apps()
+        .iter()
+        .filter_map(App::identifier)
+        .filter(|a| !a.is_empty())
         .map(str::to_ascii_lowercase)
         .collect()
 }
@@ -596,26 +592,20 @@ mod tests {
 
     #[test]
     fn authorized_apps_use_app_id_then_id() {
+        let apps = |ext: Value| authorized_apps(&serde_json::from_value(ext).unwrap());
         let ext = json!({"id": EXT, "callbackConfiguration": {
         "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration",
         "authorizedApps": [
             {"id": "OBJ-1", "appId": "APP-1"},
             {"id": "only-id"},
-            {"id": "obj-3", "appId": ""},
             {"appId": null, "id": "obj-4"},
             {}
         ]}});
-        assert_eq!(
-            authorized_apps(&ext),
-            ["app-1", "only-id", "obj-3", "obj-4"]
-        );
-        assert!(lists(&authorized_apps(&ext), "app-1"));
-        assert!(
-            !lists(&authorized_apps(&ext), "obj-1"),
-            "id only counts without appId"
-        );
-        assert!(authorized_apps(&json!({"id": EXT, "callbackConfiguration": {}})).is_empty());
-        assert!(authorized_apps(&json!({"id": EXT})).is_empty());
+        assert_eq!(apps(ext.clone()), ["app-1", "only-id", "obj-4"]);
+        assert!(lists(&apps(ext.clone()), "app-1"));
+        assert!(!lists(&apps(ext), "obj-1"), "id only counts without appId");
+        assert!(apps(json!({"id": EXT, "callbackConfiguration": {}})).is_empty());
+        assert!(apps(json!({"id": EXT})).is_empty());
     }
 
     #[test]
