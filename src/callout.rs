@@ -15,6 +15,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_REASONS: usize = 16;
 const MAX_REASON_CHARS: usize = 1024;
 const MAX_SOURCE_CHARS: usize = 256;
+/// The summary log line keeps this many reasons, each cut to [`MAX_LOGGED_REASON_CHARS`]: enough
+/// to tell why a task failed, without a caller's free text swelling every line.
+const MAX_LOGGED_REASONS: usize = 4;
+const MAX_LOGGED_REASON_CHARS: usize = 200;
 const FIELDS: &[&str] = &[
     "operationStatus",
     "statusReasons",
@@ -48,19 +52,12 @@ impl OperationStatus {
         }
     }
 
-    /// The lower-case name used in the gateway's own answers.
+    /// The lower-case name used in the gateway's answers, and sent to Graph: the member names
+    /// of Graph's `customTaskExtensionOperationStatus` enum.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
             Self::Failed => "failed",
-        }
-    }
-
-    /// The form the Logic App template and the API reference send to Graph.
-    pub fn graph_value(self) -> &'static str {
-        match self {
-            Self::Completed => "Completed",
-            Self::Failed => "Failed",
         }
     }
 }
@@ -106,6 +103,29 @@ impl RequestError {
 }
 
 impl ResumeRequest {
+    /// The caller's reasons as the summary log line records them (a JSON array, bounded in
+    /// count and length, with how many were left out); `None` when there are none.
+    /// They are never sent to Graph (see [`crate::graph::ResumeBody`]).
+    pub fn reasons_for_log(&self) -> Option<String> {
+        if self.status_reasons.is_empty() {
+            return None;
+        }
+        let mut kept: Vec<String> = self
+            .status_reasons
+            .iter()
+            .take(MAX_LOGGED_REASONS)
+            .map(|r| match r.char_indices().nth(MAX_LOGGED_REASON_CHARS) {
+                Some((cut, _)) => format!("{}…", &r[..cut]),
+                None => r.clone(),
+            })
+            .collect();
+        let left_out = self.status_reasons.len().saturating_sub(MAX_LOGGED_REASONS);
+        if left_out > 0 {
+            kept.push(format!("(and {left_out} more)"));
+        }
+        serde_json::to_string(&kept).ok()
+    }
+
     /// Parses and validates a request body.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
         match fast::parse(body) {
@@ -555,7 +575,7 @@ mod tests {
         json!({
             "source": "sample", "type": "lifecycleEvent",
             "data": {
-                "@odata.type": "microsoft.graph.identityGovernance.onboardingCalloutData",
+                "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCalloutData",
                 "callbackUriPath": path(),
                 "subject": {"id": "e1f2", "displayName": "Ada", "userPrincipalName": "ada@contoso.com"},
                 "task": {"id": T, "displayName": "Provision"},
@@ -638,6 +658,25 @@ mod tests {
         .unwrap();
         assert!(r.status_reasons.is_empty());
         assert!(r.source.is_none());
+    }
+
+    #[test]
+    fn reasons_are_logged_bounded() {
+        let mut r = parse(json!({"operationStatus": "failed", "callbackUriPath": path()})).unwrap();
+        assert_eq!(r.reasons_for_log(), None);
+        r.status_reasons = vec!["é".repeat(1024); 16];
+        let logged: Vec<String> = serde_json::from_str(&r.reasons_for_log().unwrap()).unwrap();
+        assert_eq!(logged.len(), MAX_LOGGED_REASONS + 1);
+        assert_eq!(
+            logged[0],
+            format!("{}…", "é".repeat(MAX_LOGGED_REASON_CHARS))
+        );
+        assert_eq!(logged[MAX_LOGGED_REASONS], "(and 12 more)");
+        r.status_reasons = vec!["HR system down".into()];
+        assert_eq!(
+            r.reasons_for_log().as_deref(),
+            Some(r#"["HR system down"]"#)
+        );
     }
 
     #[test]

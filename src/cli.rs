@@ -65,7 +65,8 @@ pub struct ResumeArgs {
     /// The outcome to record for the task.
     #[arg(long, value_enum)]
     pub status: StatusArg,
-    /// A status reason sent with the outcome; repeat for several.
+    /// A status reason, for the record: logged and printed, never sent to Graph (its resume
+    /// action has no place for reasons); repeat for several.
     #[arg(long = "reason", value_name = "TEXT")]
     pub reasons: Vec<String>,
     /// Validate and show the Graph request without sending it.

@@ -51,6 +51,9 @@ pub struct Resumed<'a> {
     operation_status: &'static str,
     dry_run: bool,
     already_resumed: bool,
+    /// The caller's reasons, given back: Graph's resume action has no place for them.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    status_reasons: &'a [String],
     graph_status: Option<u16>,
     graph_request_id: Option<&'a str>,
     client_request_id: &'a str,
@@ -63,9 +66,14 @@ pub struct Resumed<'a> {
 }
 
 impl<'a> Resumed<'a> {
-    /// The answer for `outcome`; `elapsed` is the caller's whole request, `invocation_id` the
-    /// Functions host's id for it when there is one.
-    pub fn new(outcome: &'a Outcome, elapsed: Duration, invocation_id: Option<&'a str>) -> Self {
+    /// The answer for `outcome` to a request with `status_reasons`; `elapsed` is the caller's
+    /// whole request, `invocation_id` the Functions host's id for it when there is one.
+    pub fn new(
+        outcome: &'a Outcome,
+        status_reasons: &'a [String],
+        elapsed: Duration,
+        invocation_id: Option<&'a str>,
+    ) -> Self {
         let target = &outcome.target;
         Self {
             outcome: if outcome.dry_run.is_some() {
@@ -80,6 +88,7 @@ impl<'a> Resumed<'a> {
             operation_status: outcome.status.as_str(),
             dry_run: outcome.dry_run.is_some(),
             already_resumed: outcome.already_resumed,
+            status_reasons,
             graph_status: outcome.graph_status,
             graph_request_id: outcome.graph_request_id.as_deref(),
             client_request_id: &outcome.client_request_id,
@@ -186,7 +195,6 @@ impl Resumer {
         let client_request_id = crate::graph::client_request_id();
         let body = ResumeBody::new(
             request.status,
-            request.status_reasons.clone(),
             request
                 .source
                 .clone()

@@ -101,9 +101,20 @@ pub fn main(args: ResumeArgs) -> ExitCode {
         match resumer.resume(&request, Instant::now()).await {
             Ok(outcome) => {
                 if args.json {
-                    print_json(&Resumed::new(&outcome, outcome.elapsed, None));
+                    print_json(&Resumed::new(
+                        &outcome,
+                        &request.status_reasons,
+                        outcome.elapsed,
+                        None,
+                    ));
                 } else {
                     print_outcome(&outcome);
+                    if !request.status_reasons.is_empty() {
+                        println!(
+                            "status reasons, recorded here only (Graph's resume action takes none): {}",
+                            request.status_reasons.join("; ")
+                        );
+                    }
                 }
                 ExitCode::from(EXIT_OK)
             }
