@@ -1,5 +1,9 @@
-//! Idempotent resumes: one Graph call per task processing result and status, however many
-//! requests ask for it at once, and no second call for a repeat soon after a success.
+//! Idempotent resumes: one Graph call per target and status, however many requests ask for it
+//! at once, and no second call for a repeat soon after a success.
+//!
+//! The key is the whole target, [`ResumeTarget::result_path`] (the navigation path with every
+//! id in it), never the result id alone: a request naming the right result under a wrong
+//! workflow must not share, or be answered with, the real request's outcome.
 //!
 //! Logic Apps retry, operators re-run, and a resume that Graph already took answers with an
 //! error the second time; remembering recent successes turns those repeats into a clean
@@ -63,9 +67,10 @@ struct Remembered {
 
 #[derive(Default)]
 struct Entries {
-    map: HashMap<Guid, Entry>,
+    /// Keyed by [`ResumeTarget::result_path`].
+    map: HashMap<Box<str>, Entry>,
     /// Successes in the order they were recorded, for expiry and the size cap.
-    done: VecDeque<(Guid, Instant)>,
+    done: VecDeque<(Box<str>, Instant)>,
 }
 
 impl Entries {
@@ -132,10 +137,11 @@ impl Deduplicator {
         F: Future<Output = Shared> + Send + 'static,
     {
         let result_id = &target.result_id;
+        let key = target.result_path();
         let mut receiver = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.forget_old(Instant::now(), self.window, self.capacity);
-            match entries.map.get(result_id) {
+            match entries.map.get(key) {
                 Some(Entry::Done(done)) => {
                     if done.status != status {
                         return Err(self.conflict(result_id, done.status, status, false));
@@ -163,8 +169,9 @@ impl Deduplicator {
                 }
                 None => {
                     let (sender, receiver) = watch::channel(None);
+                    let key: Box<str> = key.into();
                     entries.map.insert(
-                        result_id.clone(),
+                        key.clone(),
                         Entry::InFlight {
                             status,
                             result: receiver.clone(),
@@ -172,7 +179,6 @@ impl Deduplicator {
                     );
                     self.running.fetch_add(1, Ordering::SeqCst);
                     let this = Arc::clone(self);
-                    let key = result_id.clone();
                     let task = async move {
                         // Dropped on every exit, panics included: the entry never stays in flight.
                         let _finish = Finish {
@@ -210,14 +216,14 @@ impl Deduplicator {
         }
     }
 
-    fn record(&self, key: &Guid, status: OperationStatus, result: &Shared) {
+    fn record(&self, key: &str, status: OperationStatus, result: &Shared) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             // A dry run resumed nothing, so there is nothing to remember.
             Ok(outcome) if outcome.dry_run.is_none() => {
                 let at = Instant::now();
                 entries.map.insert(
-                    key.clone(),
+                    key.into(),
                     Entry::Done(Remembered {
                         status,
                         graph_status: outcome.graph_status,
@@ -226,7 +232,7 @@ impl Deduplicator {
                         at,
                     }),
                 );
-                entries.done.push_back((key.clone(), at));
+                entries.done.push_back((key.into(), at));
                 entries.forget_old(at, self.window, self.capacity);
             }
             // A failure is not remembered: the next request tries again.
@@ -268,7 +274,7 @@ impl Deduplicator {
 /// Clears a running entry that ended without being recorded (a panic), and counts it down.
 struct Finish<'a> {
     dedupe: &'a Deduplicator,
-    key: &'a Guid,
+    key: &'a str,
 }
 
 impl Drop for Finish<'_> {
@@ -369,6 +375,56 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn the_same_result_under_another_workflow_is_another_target() {
+        let d = Arc::new(Deduplicator::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let id = guid(11);
+        let wrong = ResumeTarget::from_ids(guid(99), guid(2), id.clone());
+        let first = {
+            let (d, calls, wrong) = (d.clone(), calls.clone(), wrong.clone());
+            tokio::spawn(async move {
+                d.run(&wrong, OperationStatus::Completed, async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(ResumeError::Unavailable {
+                        cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
+                        retry_after: Duration::from_secs(1),
+                        attempts: 1,
+                        client_request_id: "wrong".into(),
+                    })
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // In flight under the wrong workflow: the right target neither shares nor conflicts.
+        let right = d
+            .run(
+                &target(&id),
+                OperationStatus::Failed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!right.already_resumed);
+        assert!(first.await.unwrap().unwrap().is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Remembered under its own target only.
+        let again = d
+            .run(
+                &wrong,
+                OperationStatus::Completed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!again.already_resumed);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
