@@ -156,6 +156,7 @@ impl Deduplicator {
                         elapsed: Duration::ZERO,
                         dry_run: None,
                         already_resumed: true,
+                        confirmed_by_read: false,
                     }));
                 }
                 Some(Entry::InFlight {
@@ -317,6 +318,7 @@ mod tests {
             elapsed: Duration::ZERO,
             dry_run: None,
             already_resumed: false,
+            confirmed_by_read: false,
         }
     }
 

@@ -152,6 +152,11 @@ fn print_outcome(o: &Outcome) {
                 t.workflow_id,
                 o.status.as_str()
             );
+            if o.confirmed_by_read {
+                println!(
+                    "the resume was refused or went unanswered, but Graph's record shows the task already holds this status"
+                );
+            }
             println!(
                 "Graph answered {}; request-id {}; client-request-id {}; {} attempt(s) in {} ms",
                 o.graph_status.map_or_else(|| "-".into(), |s| s.to_string()),
