@@ -196,7 +196,10 @@ async fn a_hanging_graph_is_cut_off_at_the_deadline() {
     );
     assert_eq!(problem["graph"]["read"]["status"], 404, "{problem}");
     let sent = graph.requests().await;
-    assert_eq!(sent.iter().filter(|r| r.method.as_str() == "POST").count(), 1);
+    assert_eq!(
+        sent.iter().filter(|r| r.method.as_str() == "POST").count(),
+        1
+    );
     assert_eq!(sent.len(), 2, "one resume, one read");
     assert_eq!(
         problem["type"],
