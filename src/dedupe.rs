@@ -322,6 +322,16 @@ mod tests {
         }
     }
 
+    /// How a resume fails in a way worth retrying.
+    fn unavailable() -> ResumeError {
+        ResumeError::Unavailable {
+            cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
+            retry_after: Duration::from_secs(1),
+            attempts: 1,
+            client_request_id: "c".into(),
+        }
+    }
+
     async fn slow_ok(calls: Arc<AtomicU32>, result: Guid) -> Shared {
         calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -391,12 +401,7 @@ mod tests {
                 d.run(&wrong, OperationStatus::Completed, async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    Err(ResumeError::Unavailable {
-                        cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
-                        retry_after: Duration::from_secs(1),
-                        attempts: 1,
-                        client_request_id: "wrong".into(),
-                    })
+                    Err(unavailable())
                 })
                 .await
             })
@@ -470,14 +475,7 @@ mod tests {
     async fn failures_are_not_remembered() {
         let d = Arc::new(Deduplicator::default());
         let id = guid(9);
-        let fail = async {
-            Err(ResumeError::Unavailable {
-                cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
-                retry_after: Duration::from_secs(1),
-                attempts: 1,
-                client_request_id: "c".into(),
-            })
-        };
+        let fail = async { Err(unavailable()) };
         assert!(
             d.run(&target(&id), OperationStatus::Completed, fail)
                 .await
