@@ -164,8 +164,7 @@ pub enum ResumeError {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadBack {
-    /// `confirmed`, `heldOtherwise`, `undecided` (not final), `unreadable` or `skipped`.
-    pub case: &'static str,
+    pub case: ReadCase,
     /// The GET's HTTP status; `None` when none came.
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,6 +173,35 @@ pub struct ReadBack {
     pub code: Option<String>,
     pub message: String,
     pub request_id: Option<String>,
+}
+
+/// Which way the read went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReadCase {
+    /// Graph holds the status asked for.
+    Confirmed,
+    /// Graph holds another final status.
+    HeldOtherwise,
+    /// Graph holds a status that is not final, or one the gateway does not know.
+    Undecided,
+    /// The read was refused or failed.
+    Unreadable,
+    /// Too little of the deadline was left to read.
+    Skipped,
+}
+
+impl ReadCase {
+    /// The name the answer's `graph.read.case` and the log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::HeldOtherwise => "heldOtherwise",
+            Self::Undecided => "undecided",
+            Self::Unreadable => "unreadable",
+            Self::Skipped => "skipped",
+        }
+    }
 }
 
 /// What stood in the way of a resume that may work later.
@@ -359,7 +387,7 @@ impl Resumer {
         let left = deadline.saturating_duration_since(Instant::now());
         let read = if left < MIN_READ_BUDGET {
             ReadBack {
-                case: "skipped",
+                case: ReadCase::Skipped,
                 status: None,
                 processing_status: None,
                 code: None,
@@ -392,9 +420,9 @@ impl Resumer {
                         .map(str::to_owned);
                     ReadBack {
                         case: match held.as_deref() {
-                            Some(h) if h == request.status.as_str() => "confirmed",
-                            Some(h) if FINAL_STATUSES.contains(&h) => "heldOtherwise",
-                            _ => "undecided",
+                            Some(h) if h == request.status.as_str() => ReadCase::Confirmed,
+                            Some(h) if FINAL_STATUSES.contains(&h) => ReadCase::HeldOtherwise,
+                            _ => ReadCase::Undecided,
                         },
                         status: Some(200),
                         message: match &held {
@@ -407,7 +435,7 @@ impl Resumer {
                     }
                 }
                 Err(AttemptError::Transient(f) | AttemptError::Permanent(f)) => ReadBack {
-                    case: "unreadable",
+                    case: ReadCase::Unreadable,
                     status: f.status,
                     processing_status: None,
                     code: f.code,
@@ -418,18 +446,18 @@ impl Resumer {
         };
         tracing::info!(
             task_processing_result_id = target.result_id.as_str(),
-            read = read.case,
+            read = read.case.as_str(),
             read_status = read.status,
             processing_status = read.processing_status.as_deref(),
             "resume ended ambiguously; read the task processing result: {}",
             match read.case {
-                "confirmed" => "it already holds the status asked for, answered as resumed",
-                "heldOtherwise" => "it holds another final status, answered 409",
+                ReadCase::Confirmed => "it already holds the status asked for, answered as resumed",
+                ReadCase::HeldOtherwise => "it holds another final status, answered 409",
                 _ => "nothing settled, answered as without the read",
             }
         );
         match read.case {
-            "confirmed" => Ok(Outcome {
+            ReadCase::Confirmed => Ok(Outcome {
                 target: target.clone(),
                 status: request.status,
                 graph_status: read.status,
@@ -441,7 +469,7 @@ impl Resumer {
                 already_resumed: true,
                 confirmed_by_read: true,
             }),
-            "heldOtherwise" => Err(ResumeError::HeldOtherwise {
+            ReadCase::HeldOtherwise => Err(ResumeError::HeldOtherwise {
                 result_id: target.result_id.clone(),
                 held: read.processing_status.clone().unwrap_or_default(),
                 asked: request.status,
