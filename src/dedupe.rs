@@ -65,12 +65,28 @@ struct Remembered {
     at: Instant,
 }
 
+/// A target as the map keys it: [`ResumeTarget::result_path`], compared whole, but hashed by
+/// its last 36 bytes only, the result's GUID. Hashing the whole path (about 190 bytes, four
+/// times a request) cost more than the rest of the bookkeeping (callgrind); equal paths still
+/// hash alike, and the paths of one result under different workflows share a bucket and are
+/// told apart by the comparison.
+#[derive(Clone, PartialEq, Eq)]
+struct Key(Arc<str>);
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let bytes = self.0.as_bytes();
+        bytes[bytes.len().saturating_sub(36)..].hash(state);
+    }
+}
+
 #[derive(Default)]
 struct Entries {
     /// Keyed by [`ResumeTarget::result_path`].
-    map: HashMap<Box<str>, Entry>,
+    /// One allocation per target, shared by the map, `done` and the running task.
+    map: HashMap<Key, Entry>,
     /// Successes in the order they were recorded, for expiry and the size cap.
-    done: VecDeque<(Box<str>, Instant)>,
+    done: VecDeque<(Key, Instant)>,
 }
 
 impl Entries {
@@ -137,11 +153,12 @@ impl Deduplicator {
         F: Future<Output = Shared> + Send + 'static,
     {
         let result_id = &target.result_id;
-        let key = target.result_path();
+        // Built before the lookup: a new target (the common case) is inserted with it.
+        let key = Key(target.result_path().into());
         let mut receiver = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.forget_old(Instant::now(), self.window, self.capacity);
-            match entries.map.get(key) {
+            match entries.map.get(&key) {
                 Some(Entry::Done(done)) => {
                     if done.status != status {
                         return Err(self.conflict(result_id, done.status, status, false));
@@ -170,7 +187,6 @@ impl Deduplicator {
                 }
                 None => {
                     let (sender, receiver) = watch::channel(None);
-                    let key: Box<str> = key.into();
                     entries.map.insert(
                         key.clone(),
                         Entry::InFlight {
@@ -217,14 +233,14 @@ impl Deduplicator {
         }
     }
 
-    fn record(&self, key: &str, status: OperationStatus, result: &Shared) {
+    fn record(&self, key: &Key, status: OperationStatus, result: &Shared) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             // A dry run resumed nothing, so there is nothing to remember.
             Ok(outcome) if outcome.dry_run.is_none() => {
                 let at = Instant::now();
                 entries.map.insert(
-                    key.into(),
+                    key.clone(),
                     Entry::Done(Remembered {
                         status,
                         graph_status: outcome.graph_status,
@@ -233,7 +249,7 @@ impl Deduplicator {
                         at,
                     }),
                 );
-                entries.done.push_back((key.into(), at));
+                entries.done.push_back((key.clone(), at));
                 entries.forget_old(at, self.window, self.capacity);
             }
             // A failure is not remembered: the next request tries again.
@@ -275,7 +291,7 @@ impl Deduplicator {
 /// Clears a running entry that ended without being recorded (a panic), and counts it down.
 struct Finish<'a> {
     dedupe: &'a Deduplicator,
-    key: &'a str,
+    key: &'a Key,
 }
 
 impl Drop for Finish<'_> {
