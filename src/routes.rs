@@ -114,7 +114,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     let elapsed_ms = elapsed.as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
-        Ok(outcome) => {
+        Ok((outcome, request)) => {
             let target = &outcome.target;
             tracing::info!(
                 invocation_id = invocation,
@@ -132,6 +132,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
                 already_resumed = outcome.already_resumed,
+                status_reasons = request.reasons_for_log(),
                 "resume {}",
                 if outcome.dry_run.is_some() {
                     "simulated (dry run)"
@@ -141,11 +142,22 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                     "accepted by Graph"
                 }
             );
-            let body = Resumed::new(&outcome, elapsed, invocation_id.as_deref());
+            let body = Resumed::new(
+                &outcome,
+                &request.status_reasons,
+                elapsed,
+                invocation_id.as_deref(),
+            );
             json_answer(&body)
         }
         Err((error, request)) => {
-            let problem = error.problem().with("invocationId", &invocation_id);
+            let problem = error.problem().with("invocationId", &invocation_id).with(
+                "statusReasons",
+                request
+                    .as_ref()
+                    .map(|r| &r.status_reasons)
+                    .filter(|r| !r.is_empty()),
+            );
             let target = request.as_ref().map(|r| &r.target);
             let graph = problem.extensions.get("graph");
             let fields = (
@@ -171,6 +183,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                         caller_app_id,
                         caller_object_id,
                         elapsed_ms,
+                        status_reasons = request.as_ref().and_then(ResumeRequest::reasons_for_log),
                         "resume not done: {}",
                         problem.detail
                     )
@@ -203,7 +216,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<Outcome, Failure> {
+) -> Result<(Outcome, ResumeRequest), Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -230,7 +243,7 @@ async fn handle(
         .run(&request.target, request.status, resume)
         .await;
     match shared {
-        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Ok(outcome)) => Ok((outcome, request)),
         Ok(Err(e)) => Err((e.into(), Some(request))),
         Err(e) => Err((GatewayError::Conflict(e), Some(request))),
     }
