@@ -117,7 +117,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     let elapsed_ms = elapsed.as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
-        Ok((outcome, authorization)) => {
+        Ok((outcome, request, authorization)) => {
             let target = &outcome.target;
             tracing::info!(
                 invocation_id = invocation,
@@ -136,6 +136,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                 dry_run = outcome.dry_run.is_some(),
                 already_resumed = outcome.already_resumed,
                 authorization = authorization.as_deref(),
+                status_reasons = request.reasons_for_log(),
                 "resume {}",
                 if outcome.dry_run.is_some() {
                     "simulated (dry run)"
@@ -145,12 +146,23 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                     "accepted by Graph"
                 }
             );
-            let body = Resumed::new(&outcome, elapsed, invocation_id.as_deref())
-                .authorized(authorization.as_deref());
+            let body = Resumed::new(
+                &outcome,
+                &request.status_reasons,
+                elapsed,
+                invocation_id.as_deref(),
+            )
+            .authorized(authorization.as_deref());
             json_answer(&body)
         }
         Err((error, request)) => {
-            let problem = error.problem().with("invocationId", &invocation_id);
+            let problem = error.problem().with("invocationId", &invocation_id).with(
+                "statusReasons",
+                request
+                    .as_ref()
+                    .map(|r| &r.status_reasons)
+                    .filter(|r| !r.is_empty()),
+            );
             let target = request.as_ref().map(|r| &r.target);
             let graph = problem.extensions.get("graph");
             let fields = (
@@ -176,6 +188,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                         caller_app_id,
                         caller_object_id,
                         elapsed_ms,
+                        status_reasons = request.as_ref().and_then(ResumeRequest::reasons_for_log),
                         "resume not done: {}",
                         problem.detail
                     )
@@ -210,7 +223,7 @@ async fn handle(
     body: Body,
     started: Instant,
     caller: Option<&Caller>,
-) -> Result<(Outcome, Option<String>), Failure> {
+) -> Result<(Outcome, ResumeRequest, Option<String>), Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -250,7 +263,7 @@ async fn handle(
         .run(&request.target, request.status, resume)
         .await;
     match shared {
-        Ok(Ok(outcome)) => Ok((outcome, authorization)),
+        Ok(Ok(outcome)) => Ok((outcome, request, authorization)),
         Ok(Err(e)) => Err((e.into(), Some(request))),
         Err(e) => Err((GatewayError::Conflict(e), Some(request))),
     }

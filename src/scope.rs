@@ -309,8 +309,7 @@ fn read_failed(what: &str, error: GetError) -> ScopeError {
 /// task (`ContainsTarget`), so Graph resolves the resume's result inside that task and cannot
 /// reach another task's result through it. It saves a read per request (results are unique).
 fn task_source(target: &ResumeTarget) -> (&str, &'static str) {
-    let path = target.path.as_str();
-    let result = path.rsplit_once('/').map_or(path, |(r, _action)| r);
+    let result = target.result_path();
     match (&target.task_id, result.rfind("/taskProcessingResults/")) {
         (Some(_), Some(at)) => (&result[..at], "$select=id,taskDefinitionId,arguments"),
         _ => (result, "$expand=task"),
