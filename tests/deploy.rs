@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use resume_gateway::callout::ResumeRequest;
 use resume_gateway::config::{Config, HOST_SET, SETTINGS};
+use resume_gateway::request::ResumeRequest;
 use serde_json::Value;
 
 fn root() -> &'static Path {

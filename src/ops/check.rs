@@ -14,18 +14,19 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::extension;
 use super::{
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_log_filter,
 };
-use crate::caller_auth::CallerAuth;
-use crate::cli::CheckArgs;
+use crate::caller::scope::READ_PERMISSION;
 use crate::config::Config;
-use crate::credential::{CredentialSource, OperatorAccess, TokenIdentity, TokenSource};
+use crate::config::caller::CallerAuth;
+use crate::config::caller::CallerScope;
+use crate::graph::extension;
 use crate::graph::{AttemptError, GetError, GraphClient};
-use crate::ids::Guid;
+use crate::identity::{CredentialSource, OperatorAccess, TokenIdentity, TokenSource};
 use crate::logging;
-use crate::scope::{CallerScope, READ_PERMISSION};
+use crate::ops::cli::CheckArgs;
+use crate::request::ids::Guid;
 
 const PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -303,7 +304,7 @@ fn permission_check(
 async fn read_listing(
     graph: &GraphClient,
     config: &Config,
-    token: Option<&crate::credential::GraphToken>,
+    token: Option<&crate::identity::GraphToken>,
     extension: &Guid,
     id: &TokenIdentity,
 ) -> Listing {

@@ -24,14 +24,14 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::extension::{self, CALLBACK_TYPE};
 use super::run_signed_in;
-use crate::cli::GrantArgs;
 use crate::config::Config;
-use crate::credential::{OperatorAccess, TokenSource};
+use crate::graph::extension::{self, CALLBACK_TYPE};
 use crate::graph::{GetError, GraphClient};
-use crate::ids::Guid;
-use crate::problem::CommandError;
+use crate::http::problem::CommandError;
+use crate::identity::{OperatorAccess, TokenSource};
+use crate::ops::cli::GrantArgs;
+use crate::request::ids::Guid;
 
 /// What `grant` did.
 #[derive(Debug, Serialize)]

@@ -13,13 +13,13 @@ use azure_core::time::{OffsetDateTime, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 
 use super::{human_age, run_signed_in};
-use crate::cli::PendingArgs;
 use crate::config::Config;
-use crate::credential::{OperatorAccess, TokenSource};
 use crate::graph::{GetError, GraphClient};
-use crate::ids::Guid;
-use crate::problem::CommandError;
-use crate::resume_path::ResumeTarget;
+use crate::http::problem::CommandError;
+use crate::identity::{OperatorAccess, TokenSource};
+use crate::ops::cli::PendingArgs;
+use crate::request::ids::Guid;
+use crate::request::path::ResumeTarget;
 
 const LIFECYCLE: &str = "/identityGovernance/lifecycleWorkflows";
 /// Run states after which nothing in the run can be waiting.

@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::caller_auth::CallerAuthError;
-use crate::callout::{MAX_BODY_BYTES, RequestError};
+use crate::caller::CallerAuthError;
+use crate::caller::scope::{READ_PERMISSION, ScopeError};
 use crate::config::ConfigError;
-use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
-use crate::dedupe::DedupeError;
 use crate::graph::{GetError, GraphFailure};
+use crate::identity::{CredentialError, CredentialSetupError, TokenIdentity};
+use crate::request::{MAX_BODY_BYTES, RequestError};
+use crate::resume::dedupe::DedupeError;
 use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
-use crate::scope::{READ_PERMISSION, ScopeError};
 
 /// Prefix of every problem `type`; the README lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
@@ -35,7 +35,7 @@ pub enum GatewayError {
     #[error("the request has no body")]
     EmptyBody { forwarded: bool },
     #[error(transparent)]
-    InvalidInvocation(#[from] crate::host::InvocationError),
+    InvalidInvocation(#[from] crate::http::host::InvocationError),
     #[error("Content-Type {0:?} is not JSON")]
     UnsupportedMediaType(Option<String>),
     #[error("method {0} is not allowed")]
@@ -689,7 +689,7 @@ mod tests {
 
     #[test]
     fn scope_refusals_name_the_caller_the_extension_and_the_fixes() {
-        let ext = crate::ids::Guid::parse("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b").unwrap();
+        let ext = crate::request::ids::Guid::parse("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b").unwrap();
         let p = GatewayError::from(ScopeError::NotAuthorized {
             caller_app_id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".into(),
             extension_id: ext,

@@ -4,7 +4,7 @@
 //! a fixed scope list without `LifecycleWorkflows.*` (Azure/azure-cli#26471), so operators
 //! sign in through a public client that may ask for those scopes.
 //!
-//! The token lives in this process's memory only (the [`crate::credential::TokenSource`]
+//! The token lives in this process's memory only (the [`crate::identity::TokenSource`]
 //! cache, for one command); it is never written to disk and never printed.
 
 use std::future::Future;

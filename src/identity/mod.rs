@@ -2,6 +2,8 @@
 //! a single-flight cache, so that a burst of requests on a cold cache makes one identity call
 //! and a failing identity endpoint is asked once per burst, not once per request.
 
+pub(crate) mod device_code;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -282,13 +284,14 @@ impl TokenSource {
                 ..Self::from_config(config)?
             });
         }
-        let credential = crate::device_code::DeviceCodeCredential::new(config.operator.clone())
-            .map_err(|e| CredentialSetupError {
-                source_name: CredentialSource::DeviceCode.name(),
-                message: e.to_string(),
-            })?;
+        let credential =
+            crate::identity::device_code::DeviceCodeCredential::new(config.operator.clone())
+                .map_err(|e| CredentialSetupError {
+                    source_name: CredentialSource::DeviceCode.name(),
+                    message: e.to_string(),
+                })?;
         Ok(Self {
-            call_timeout: crate::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
+            call_timeout: crate::identity::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
             log_permanent: false,
             ..Self::new(
                 Arc::new(credential),
@@ -380,6 +383,7 @@ impl TokenSource {
         self.source
     }
 
+    #[cfg(test)]
     /// How many times the credential was asked for a token since start.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
@@ -501,7 +505,7 @@ impl TokenSource {
 fn classify(source: CredentialSource, status: Option<u16>, text: &str) -> (FailureClass, String) {
     let lower = text.to_ascii_lowercase();
     if let Some(status) = status {
-        return if crate::graph::is_transient_status(status) {
+        return if crate::retry::is_transient_status(status) {
             (FailureClass::Transient, String::new())
         } else {
             (
@@ -598,7 +602,7 @@ fn http_status(error: &azure_core::Error) -> Option<u16> {
 /// Client options for the identity pipeline: no SDK retries (the gateway's retry loop owns
 /// the deadline) and a transport with bounded connect and call times.
 fn client_options(cloud: Option<GraphCloud>) -> ClientOptions {
-    let http = crate::graph::LazyClient::new(
+    let http = crate::outbound::LazyClient::new(
         reqwest::Client::builder()
             .connect_timeout(IDENTITY_CONNECT_TIMEOUT)
             .timeout(IDENTITY_CALL_TIMEOUT)
@@ -882,7 +886,7 @@ mod tests {
         let ts = TokenSource::for_operator(&config, OperatorAccess::Write).unwrap();
         assert_eq!(ts.source(), CredentialSource::DeviceCode);
         assert!(
-            ts.call_timeout > crate::device_code::SIGN_IN_LIMIT,
+            ts.call_timeout > crate::identity::device_code::SIGN_IN_LIMIT,
             "a person has the whole sign-in time"
         );
         assert_eq!(

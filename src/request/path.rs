@@ -6,7 +6,7 @@
 //! Everything else (absolute URLs, `//host`, `..`, percent-encoding, queries, other Graph
 //! resources) is refused, so the gateway cannot be used to call arbitrary Graph endpoints.
 
-use crate::ids::Guid;
+use crate::request::ids::Guid;
 
 const MAX_PATH_LEN: usize = 1024;
 const SHORT_ACTION: &str = "resume";

@@ -1,5 +1,9 @@
 //! Starting, serving and stopping the gateway.
 
+pub(crate) mod host;
+pub(crate) mod problem;
+pub(crate) mod routes;
+
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -9,14 +13,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::caller_auth::{Authenticator, CallerAuth};
+use crate::caller::Authenticator;
+use crate::caller::scope::Authorizer;
 use crate::config::Config;
-use crate::credential::TokenSource;
-use crate::dedupe::Deduplicator;
-use crate::host;
+use crate::config::caller::{CallerAuth, CallerScope};
+use crate::http::routes::{AppState, router};
+use crate::identity::TokenSource;
 use crate::resume::Resumer;
-use crate::routes::{AppState, router};
-use crate::scope::{Authorizer, CallerScope};
+use crate::resume::dedupe::Deduplicator;
 
 /// Beyond the request deadline, what a request in flight gets to finish after SIGTERM.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
@@ -25,9 +29,9 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Credential(#[from] crate::credential::CredentialSetupError),
+    Credential(#[from] crate::identity::CredentialSetupError),
     #[error(transparent)]
-    Layout(#[from] crate::host::LayoutError),
+    Layout(#[from] crate::http::host::LayoutError),
     #[error(
         "cannot listen on {addr}: {source}; the port comes from FUNCTIONS_CUSTOMHANDLER_PORT{}",
         bind_hint(source)

@@ -14,13 +14,13 @@ use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::caller_auth::{Authenticator, Caller, CallerAuthError};
-use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
-use crate::dedupe::Deduplicator;
-use crate::host::{self, HttpFunction};
-use crate::problem::GatewayError;
+use crate::caller::scope::Authorizer;
+use crate::caller::{Authenticator, Caller, CallerAuthError};
+use crate::http::host::{self, HttpFunction};
+use crate::http::problem::GatewayError;
+use crate::request::{MAX_BODY_BYTES, ResumeRequest};
+use crate::resume::dedupe::Deduplicator;
 use crate::resume::{Outcome, Resumed, Resumer};
-use crate::scope::Authorizer;
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 /// A JSON invocation wraps the request; base64 makes it a third larger than the body limit.
