@@ -3,6 +3,28 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// The `User-Agent` of the gateway's own calls out (Graph, the sign-in endpoints, the key
+/// sets; the Azure SDK names itself), so the other side's logs name the gateway and its version.
+pub(crate) const USER_AGENT: &str = concat!(
+    "resume-gateway/",
+    env!("CARGO_PKG_VERSION"),
+    " (Azure Functions custom handler)"
+);
+
+/// reqwest's top-level message hides the cause ("error sending request"); the chain names it.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 /// A reqwest client whose construction runs on a thread of its own from the moment it is
 /// asked for. Building one loads and parses the system's root certificates, the largest part
 /// of the gateway's start (measured with `perf`); off the main thread, the host's readiness

@@ -32,8 +32,6 @@ const CUSTOM_EXTENSION_TASK_DEFINITIONS: [&str; 2] = [
 ];
 /// The task argument naming the extension; its case varies between Microsoft's docs.
 const EXTENSION_ARGUMENT: &str = "customTaskExtensionID";
-/// The application permission that lets the gateway's identity read tasks and extensions.
-pub const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
 /// How long a task's extension id is trusted: a task's arguments change only when its
 /// workflow is edited.
 const TASK_TTL: Duration = Duration::from_secs(600);

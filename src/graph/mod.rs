@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::identity::GraphToken;
-use crate::outbound::LazyClient;
+use crate::outbound::{self, LazyClient};
 use crate::request::OperationStatus;
 use crate::retry;
 
@@ -21,12 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_PAGES: usize = 1000;
 /// How much of an error answer is read; Graph's errors are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// The `User-Agent` Graph sees, so its logs name the gateway and its version.
-pub const USER_AGENT: &str = concat!(
-    "resume-gateway/",
-    env!("CARGO_PKG_VERSION"),
-    " (Azure Functions custom handler)"
-);
 
 /// The body of Graph's `taskProcessingResult: resume` action: its parameters `source`, `type`
 /// and `data`, as Graph's v1.0 metadata declares them (`tests/fixtures/graph-v1.0-governance.csdl.xml`,
@@ -193,7 +187,7 @@ impl GraphClient {
         let http = LazyClient::new(
             reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .user_agent(USER_AGENT)
+                .user_agent(outbound::USER_AGENT)
                 // A redirect would carry the bearer token elsewhere; Graph never redirects here.
                 .redirect(reqwest::redirect::Policy::none()),
         );
@@ -516,25 +510,14 @@ fn transport_failure(e: &reqwest::Error, timeout: Duration) -> GraphFailure {
     let message = if e.is_timeout() {
         format!("Graph did not answer within {:.1} s", timeout.as_secs_f64())
     } else if e.is_connect() {
-        format!("could not connect to Graph: {}", error_chain(e))
+        format!("could not connect to Graph: {}", outbound::error_chain(e))
     } else {
-        format!("the connection to Graph failed: {}", error_chain(e))
+        format!(
+            "the connection to Graph failed: {}",
+            outbound::error_chain(e)
+        )
     };
     GraphFailure::without_answer(message)
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); the chain names it.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 async fn read_limited(mut response: reqwest::Response, timeout: Duration) -> Vec<u8> {

@@ -9,17 +9,19 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::caller::CallerAuthError;
-use crate::caller::scope::{READ_PERMISSION, ScopeError};
+use crate::caller::scope::ScopeError;
 use crate::config::ConfigError;
 use crate::graph::{GetError, GraphFailure};
-use crate::identity::{CredentialError, CredentialSetupError, TokenIdentity};
+use crate::identity::{
+    CredentialError, CredentialSetupError, READ_PERMISSION, TokenIdentity, WRITE_PERMISSION,
+    ways_to_allow_resume,
+};
 use crate::request::{MAX_BODY_BYTES, RequestError};
 use crate::resume::dedupe::DedupeError;
 use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
 
 /// Prefix of every problem `type`; the README lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
-const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 
 /// Why the gateway did not resume the task.
 #[derive(Debug, thiserror::Error)]
@@ -564,22 +566,14 @@ fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
             };
             let app = identity.app_id.as_deref().unwrap_or("<application id>");
             let roles = if identity.has_lifecycle_write() {
-                format!("The token does carry {LIFECYCLE_PERMISSION}, so the task's workflow may be out of its reach, or the grant is too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
-            } else if identity.roles.is_empty() {
-                format!("The gateway's token carries no application permissions, so {LIFECYCLE_PERMISSION} is not granted.")
+                format!("The token does carry {WRITE_PERMISSION}, so the task's workflow may be out of its reach, or the grant is too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
             } else {
-                format!(
-                    "The gateway's token carries {} but not {LIFECYCLE_PERMISSION}.",
-                    identity.roles.join(", ")
-                )
+                format!("Now {}.", identity.roles_lacking_write())
             };
             problem("graph-forbidden", "Graph refused the gateway's identity")
                 .remedy(format!(
-                    "Allow the Function App's identity ({who}) to resume this task, either way: \
-                     (1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
-                     (handler grant --extension <customTaskExtensionId> --app {app}); or \
-                     (2) grant {app} the {LIFECYCLE_PERMISSION} application permission on Microsoft Graph \
-                     (scripts/grant.sh --app-role). {roles}"
+                    "Allow the Function App's identity ({who}) to resume this task, either way: {}. {roles}",
+                    ways_to_allow_resume(app)
                 ))
                 .with("identity", identity)
         }

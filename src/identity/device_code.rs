@@ -40,6 +40,7 @@ impl DeviceCodeCredential {
     pub fn new(sign_in: OperatorSignIn) -> azure_core::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(crate::outbound::USER_AGENT)
             .timeout(CALL_TIMEOUT)
             // RFC 6749 §3.2 forbids following redirects from the token endpoint.
             .redirect(reqwest::redirect::Policy::none())

@@ -110,8 +110,38 @@ impl TokenIdentity {
     pub fn has_lifecycle_write(&self) -> bool {
         self.roles
             .iter()
-            .any(|r| r.eq_ignore_ascii_case("LifecycleWorkflows.ReadWrite.All"))
+            .any(|r| r.eq_ignore_ascii_case(WRITE_PERMISSION))
     }
+
+    /// What the token's roles say about the resume permission, for remedies: "the token
+    /// carries no application permissions" or "the token carries X, Y but not …".
+    pub(crate) fn roles_lacking_write(&self) -> String {
+        if self.roles.is_empty() {
+            "the token carries no application permissions".to_owned()
+        } else {
+            format!(
+                "the token carries {} but not {WRITE_PERMISSION}",
+                self.roles.join(", ")
+            )
+        }
+    }
+}
+
+/// Microsoft Graph's application permission that lets an identity resume any task.
+pub(crate) const WRITE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
+/// Microsoft Graph's application permission to read workflows, tasks and extensions.
+pub(crate) const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
+
+/// The two ways to let the app `app` resume a task, least privilege first; the one place
+/// that says how, for the gateway's 403 answer and `handler check` alike.
+pub(crate) fn ways_to_allow_resume(app: &str) -> String {
+    format!(
+        "(1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
+         (handler grant --extension <customTaskExtensionId> --app {app}; or Entra admin center → Lifecycle workflows → \
+         Custom extensions → the extension → Authorized apps); or \
+         (2) grant {app} the Microsoft Graph application permission {WRITE_PERMISSION} with admin consent \
+         (scripts/grant.sh --app-role)"
+    )
 }
 
 /// A Graph access token with what it says about the identity.
@@ -235,8 +265,8 @@ impl OperatorAccess {
     /// The delegated permission, as Entra ID names it in a scope.
     pub fn permission(self) -> &'static str {
         match self {
-            Self::Read => "LifecycleWorkflows.Read.All",
-            Self::Write => "LifecycleWorkflows.ReadWrite.All",
+            Self::Read => READ_PERMISSION,
+            Self::Write => WRITE_PERMISSION,
         }
     }
 }

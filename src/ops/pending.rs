@@ -16,7 +16,7 @@ use super::{human_age, run_signed_in};
 use crate::config::Config;
 use crate::graph::{GetError, GraphClient};
 use crate::http::problem::CommandError;
-use crate::identity::{OperatorAccess, TokenSource};
+use crate::identity::{OperatorAccess, READ_PERMISSION, TokenSource, WRITE_PERMISSION};
 use crate::ops::cli::PendingArgs;
 use crate::request::ids::Guid;
 use crate::request::path::ResumeTarget;
@@ -208,7 +208,7 @@ fn graph_error(what: &'static str, source: GetError, deadline: Duration) -> Comm
     let remedy = match &source {
         GetError::Refused(f) => match f.status {
             Some(401 | 403) => Some(
-                "Reading workflow runs needs LifecycleWorkflows.Read.All (or ReadWrite.All) for an application, or the Lifecycle Workflows Reader (or Administrator) role for a signed-in user (RESUME_CREDENTIAL=device-code).".into(),
+                format!("Reading workflow runs needs {READ_PERMISSION} (or {WRITE_PERMISSION}) for an application, or the Lifecycle Workflows Reader (or Administrator) role for a signed-in user (RESUME_CREDENTIAL=device-code)."),
             ),
             Some(404) => Some(
                 "Check the workflow id (Entra admin center → Lifecycle workflows → Workflows); a deleted workflow's runs are not listed here.".into(),
