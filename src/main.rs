@@ -52,7 +52,11 @@ fn serve() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    match runtime.block_on(server::serve(config, shutdown_requested())) {
+    let served = runtime.block_on(async {
+        let listener = server::bind(config.port).await?;
+        server::serve(config, listener, shutdown_requested()).await
+    });
+    match served {
         // Exit 0 only after a requested shutdown: it tells the host not to restart us.
         Ok(()) => {
             tracing::info!("stopped");

@@ -24,8 +24,12 @@ const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 pub enum GatewayError {
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    /// The limit that applied: the body's, or the JSON invocation's.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body had not arrived in full within the request deadline.
+    #[error("the body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("the body could not be read: {0}")]
     BodyUnreadable(String),
     #[error("the request has no body")]
@@ -45,9 +49,19 @@ pub enum GatewayError {
     Conflict(DedupeError),
     #[error("the handler failed unexpectedly")]
     Internal,
+    /// The connection cap (the number) is reached: this connection gets readiness only.
+    #[error("{0} connections are open")]
+    AtCapacity(usize),
+    /// Stopping, with less time left than a resume may take.
+    #[error("the gateway is stopping")]
+    ShuttingDown,
     #[error(transparent)]
     Caller(#[from] CallerAuthError),
 }
+
+/// What a client refused for capacity or shutdown should wait before trying again: either
+/// clears within moments (a connection closes, another instance takes over).
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize)]
@@ -139,13 +153,25 @@ impl GatewayError {
             )
             .remedy("Pass callbackUriPath exactly as the Lifecycle Workflows callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls taskProcessingResults resume actions.")
             .with("field", field),
-            Self::TooLarge => Problem::new(
+            Self::TooLarge(limit) => Problem::new(
                 "payload-too-large",
                 "The request body is too large",
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("The body is larger than {MAX_BODY_BYTES} bytes."),
+                if *limit == MAX_BODY_BYTES {
+                    format!("The body is larger than {limit} bytes.")
+                } else {
+                    format!("The JSON invocation is larger than {limit} bytes, the limit for the Functions host's envelope around a request of at most {MAX_BODY_BYTES} bytes.")
+                },
             )
-            .remedy("Send only the callout (or its callbackUriPath) and the status; a resume request is a few kilobytes."),
+            .remedy("Send only the callout (or its callbackUriPath) and the status; a resume request is a few kilobytes.")
+            .with("limitBytes", limit),
+            Self::BodyTimeout(deadline) => Problem::new(
+                "request-timeout",
+                "The request body arrived too slowly",
+                StatusCode::REQUEST_TIMEOUT,
+                format!("The body had not arrived in full within the request deadline of {} s. Nothing was sent to Graph.", deadline.as_secs()),
+            )
+            .remedy("Send the whole body at once with its Content-Length; a resume request is a few kilobytes."),
             Self::BodyUnreadable(reason) => Problem::new(
                 "invalid-request",
                 "The request body could not be read",
@@ -216,6 +242,28 @@ impl GatewayError {
             )
             .remedy("Send the request again; report the invocation id if it repeats."),
             Self::Caller(e) => caller_problem(e),
+            Self::AtCapacity(cap) => {
+                let mut p = Problem::new(
+                    "at-capacity",
+                    "The gateway has too many connections open",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The gateway already serves {cap} connections; this one is answered only at / (readiness). Nothing was sent to Graph."),
+                )
+                .remedy("Send the same request again after Retry-After; if this repeats, the instance needs more instances to share the load (scale out).");
+                p.retry_after = Some(BUSY_RETRY_AFTER);
+                p
+            }
+            Self::ShuttingDown => {
+                let mut p = Problem::new(
+                    "shutting-down",
+                    "The gateway is stopping",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The gateway is stopping and has less time left than a resume may take (RESUME_DEADLINE_SECONDS), so this request was not started. Nothing was sent to Graph.".into(),
+                )
+                .remedy("Send the same request again after Retry-After: another instance, or this one restarted, takes it.");
+                p.retry_after = Some(BUSY_RETRY_AFTER);
+                p
+            }
         }
     }
 }

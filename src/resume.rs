@@ -177,6 +177,11 @@ impl Resumer {
         }
     }
 
+    /// The time budget of one request, from its start to its answer.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Resumes the task, retrying transient failures until `started + deadline`.
     pub async fn resume(
         &self,

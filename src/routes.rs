@@ -213,7 +213,14 @@ async fn handle(
         return Err((GatewayError::EmptyBody, None));
     }
     check_content_type(headers).map_err(|e| (e, None))?;
-    let bytes = read_body(declared, body).await.map_err(|e| (e, None))?;
+    let bytes = read_body(
+        declared,
+        body,
+        MAX_BODY_BYTES,
+        (started, state.resumer.deadline()),
+    )
+    .await
+    .map_err(|e| (e, None))?;
     if bytes.is_empty() {
         return Err((GatewayError::EmptyBody, None));
     }
@@ -236,9 +243,10 @@ async fn handle(
 /// A JSON invocation from the host: unwrap the request, run it like a forwarded one, and wrap
 /// the answer as the `res` output. Always HTTP 200: the real status is `res.statusCode`.
 async fn invoke(State(state): State<Arc<AppState>>, outer: HeaderMap, body: Body) -> Response {
-    let answer = match axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await {
+    let budget = (Instant::now(), state.resumer.deadline());
+    let answer = match read_body(None, body, MAX_INVOCATION_BYTES, budget).await {
         Ok(payload) => invocation_answer(state, &outer, &payload).await,
-        Err(_) => GatewayError::TooLarge.into_response(),
+        Err(e) => e.into_response(),
     };
     axum::Json(host::invocation_result(answer).await).into_response()
 }
@@ -266,8 +274,10 @@ async fn resume_or_invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await else {
-        return GatewayError::TooLarge.into_response();
+    let budget = (Instant::now(), state.resumer.deadline());
+    let bytes = match read_body(None, body, MAX_INVOCATION_BYTES, budget).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
     };
     let is_invocation = serde_json::from_slice::<serde_json::Value>(&bytes)
         .is_ok_and(|v| v.get("Data").is_some_and(serde_json::Value::is_object));
@@ -299,22 +309,31 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-/// Reads at most [`MAX_BODY_BYTES`], refusing early when `Content-Length` already says more.
-async fn read_body(declared: Option<u64>, body: Body) -> Result<axum::body::Bytes, GatewayError> {
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(GatewayError::TooLarge);
+/// Reads at most `limit` bytes within the request's deadline (`(started, deadline)`: a body that
+/// trickles in must not hold a connection and its buffer longer than a resume may take),
+/// refusing early when `Content-Length` already says more.
+async fn read_body(
+    declared: Option<u64>,
+    body: Body,
+    limit: usize,
+    (started, deadline): (Instant, std::time::Duration),
+) -> Result<axum::body::Bytes, GatewayError> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                GatewayError::TooLarge
-            } else {
-                GatewayError::BodyUnreadable(e.to_string())
-            }
-        })
+    let read = tokio::time::timeout_at(started + deadline, axum::body::to_bytes(body, limit));
+    let Ok(read) = read.await else {
+        return Err(GatewayError::BodyTimeout(deadline));
+    };
+    read.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            GatewayError::TooLarge(limit)
+        } else {
+            GatewayError::BodyUnreadable(e.to_string())
+        }
+    })
 }
 
 #[cfg(test)]

@@ -481,3 +481,29 @@ pub async fn answer(response: reqwest::Response) -> (u16, String, Value) {
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     (status, content_type, body)
 }
+
+/// A whole HTTP/1.1 POST of `body` to `path`, as bytes on the wire (for tests that need to
+/// send part of a request, or many at once without a client's pooling).
+pub fn raw_post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads what the gateway sends on a raw connection until it closes it: `Ok` with the status
+/// of the first answer (`None` if it closed without one), `Err` on a reset.
+pub async fn raw_answer(
+    stream: &mut tokio::net::TcpStream,
+) -> std::io::Result<(Option<u16>, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).await?;
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    Ok((status, text))
+}
