@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, GraphCloud, parse_endpoint};
+use crate::echo;
 use crate::ids::Guid;
 use crate::jwks::{KeyCache, KeyError, KeyTiming};
 
@@ -18,8 +19,6 @@ use crate::jwks::{KeyCache, KeyError, KeyTiming};
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 300;
-/// Claim values quoted in answers are cut to this many characters.
-const QUOTE_LIMIT: usize = 128;
 
 /// How callers are authenticated (`CALLER_AUTH`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,8 +179,13 @@ pub struct Caller {
 pub enum CallerAuthError {
     #[error("The request has no Authorization header.")]
     MissingHeader,
-    #[error("The Authorization header uses the {0} scheme, not Bearer.")]
-    WrongScheme(String),
+    /// The scheme's registered name, when it has one: nothing else of the header is repeated,
+    /// since a value without a space after the scheme may be a credential.
+    #[error("The Authorization header uses {}, not Bearer.", match .0 {
+        Some(scheme) => format!("the {scheme} scheme"),
+        None => "another scheme".to_owned(),
+    })]
+    WrongScheme(Option<&'static str>),
     /// The token is not a usable Entra app token; `claim` names what failed.
     #[error("{detail}")]
     InvalidToken { claim: &'static str, detail: String },
@@ -280,7 +284,8 @@ impl Authenticator {
             KeyError::UnknownKid { kid } => CallerAuthError::invalid(
                 "kid",
                 format!(
-                    "The token is signed with key {kid:?}, which is not one of tenant {}'s signing keys: the token was issued by another tenant or cloud, or forged.",
+                    "The token is signed with key {}, which is not one of tenant {}'s signing keys: the token was issued by another tenant or cloud, or forged.",
+                    echo::quoted(&kid),
                     self.settings.tenant_id
                 ),
             ),
@@ -365,7 +370,10 @@ impl Authenticator {
                 "tid",
                 format!(
                     "The token's tenant (tid) {} is not CALLER_TENANT_ID {}.",
-                    claims.tid.as_deref().map_or("(none)".into(), quote_str),
+                    claims
+                        .tid
+                        .as_deref()
+                        .map_or("(none)".into(), echo::quoted),
                     s.tenant_id
                 ),
             ));
@@ -425,6 +433,27 @@ impl Authenticator {
     }
 }
 
+/// Authorization schemes a refusal may name: the IANA HTTP Authentication Scheme Registry, and
+/// NTLM and PoP, which Windows and Entra clients send.
+const KNOWN_SCHEMES: [&str; 16] = [
+    "Basic",
+    "Bearer",
+    "Concealed",
+    "Digest",
+    "DPoP",
+    "GNAP",
+    "HOBA",
+    "Mutual",
+    "Negotiate",
+    "NTLM",
+    "OAuth",
+    "PoP",
+    "PrivateToken",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+];
+
 /// The token from `Authorization: Bearer <token>`.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, CallerAuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -440,12 +469,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, CallerAuthError> {
     })?;
     let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        let scheme: String = scheme
-            .chars()
-            .take(16)
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        return Err(CallerAuthError::WrongScheme(scheme));
+        let known = KNOWN_SCHEMES
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(scheme))
+            .copied();
+        return Err(CallerAuthError::WrongScheme(known));
     }
     let token = token.trim();
     if token.is_empty() {
@@ -487,14 +515,9 @@ fn describe(kind: &ErrorKind) -> &'static str {
 
 fn quote(value: &serde_json::Value) -> String {
     match value {
-        serde_json::Value::String(s) => quote_str(s),
-        other => quote_str(&other.to_string()),
+        serde_json::Value::String(s) => echo::quoted(s),
+        other => echo::quoted(&other.to_string()),
     }
-}
-
-fn quote_str(s: &str) -> String {
-    let cut: String = s.chars().take(QUOTE_LIMIT).collect();
-    format!("{cut:?}")
 }
 
 #[cfg(test)]
@@ -616,7 +639,25 @@ mod tests {
         assert_eq!(bearer_token(&headers("bearer a.b.c")), Ok("a.b.c"));
         assert_eq!(
             bearer_token(&headers("Basic dXNlcjpwYXNz")),
-            Err(CallerAuthError::WrongScheme("Basic".into()))
+            Err(CallerAuthError::WrongScheme(Some("Basic")))
+        );
+        // No space after the scheme: the value may be a credential, so none of it is repeated.
+        for secret in [
+            "Basicdxnlcjpwyxnz",
+            "c2VjcmV0LXRva2Vu.eyJ",
+            "Bearer\tsecret",
+        ] {
+            let e = bearer_token(&headers(secret)).unwrap_err();
+            assert_eq!(e, CallerAuthError::WrongScheme(None), "{secret}");
+            let text = e.to_string();
+            assert!(
+                !text.contains("Basicd") && !text.contains("c2Vj") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers("negotiate abc")),
+            Err(CallerAuthError::WrongScheme(Some("Negotiate")))
         );
         assert!(matches!(
             bearer_token(&headers("Bearer ")),

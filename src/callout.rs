@@ -7,6 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::echo;
 use crate::ids::Guid;
 use crate::resume_path::ResumeTarget;
 
@@ -89,7 +90,7 @@ pub enum RequestError {
 impl RequestError {
     fn field(field: &str, detail: impl Into<String>) -> Self {
         Self::InvalidField {
-            field: field.to_owned(),
+            field: echo::cut(field).into_owned(),
             detail: detail.into(),
         }
     }
@@ -140,7 +141,10 @@ impl ResumeRequest {
             Some(Value::String(s)) => OperationStatus::parse(s).ok_or_else(|| {
                 RequestError::field(
                     "operationStatus",
-                    format!("must be \"completed\" or \"failed\" (any case), not {s:?}"),
+                    format!(
+                        "must be \"completed\" or \"failed\" (any case), not {}",
+                        echo::quoted(s)
+                    ),
                 )
             })?,
             Some(other) => {
@@ -366,7 +370,10 @@ fn guid(field: &str, value: Option<&Value>) -> Result<Guid, RequestError> {
         Some(Value::String(s)) => Guid::parse(s).ok_or_else(|| {
             RequestError::field(
                 field,
-                format!("must be a GUID like 00000000-0000-0000-0000-000000000000, not {s:?}"),
+                format!(
+                    "must be a GUID like 00000000-0000-0000-0000-000000000000, not {}",
+                    echo::quoted(s)
+                ),
             )
         }),
         Some(other) => Err(RequestError::field(

@@ -17,6 +17,8 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::echo;
+
 /// What the gateway serves when no `function.json` is found (e.g. `cargo run` elsewhere).
 pub const DEFAULT_FUNCTION: &str = "function-resume";
 const DEFAULT_ROUTE_PREFIX: &str = "api";
@@ -173,11 +175,20 @@ pub fn read_invocation(payload: &[u8]) -> Result<InvokedRequest, InvocationError
         .and_then(Value::as_object)
         .ok_or_else(|| InvocationError("has no HTTP request in \"Data\"".into()))?;
 
-    let method = req
-        .get("Method")
-        .and_then(Value::as_str)
-        .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-        .unwrap_or(Method::POST);
+    // Absent, the host's trigger allows only POST; present, it must be a method, or a GET
+    // could pass for a POST.
+    let method = match req.get("Method") {
+        None | Some(Value::Null) => Method::POST,
+        Some(Value::String(m)) => {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                InvocationError(format!(
+                    "has a Method that is not an HTTP method: {}",
+                    echo::quoted(m)
+                ))
+            })?
+        }
+        Some(_) => return Err(InvocationError("has a Method that is not a string".into())),
+    };
     let mut headers = HeaderMap::new();
     if let Some(Value::Object(h)) = req.get("Headers") {
         for (name, value) in h {
@@ -381,5 +392,34 @@ mod tests {
         assert_eq!(r.headers["x-a"], "one");
         assert!(read_invocation(b"{}").is_err());
         assert!(read_invocation(b"nope").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_method_is_refused_not_taken_for_post() {
+        let with = |method: Value| json!({"Data": {"req": {"Method": method}}}).to_string();
+        assert_eq!(
+            read_invocation(with(json!("get")).as_bytes())
+                .unwrap()
+                .method,
+            Method::GET
+        );
+        assert_eq!(
+            read_invocation(with(Value::Null).as_bytes())
+                .unwrap()
+                .method,
+            Method::POST
+        );
+        let long = format!("P OST{}", "x".repeat(10_000));
+        for bad in [
+            json!("P OST"),
+            json!(""),
+            json!(long),
+            json!(1),
+            json!(["POST"]),
+        ] {
+            let e = read_invocation(with(bad.clone()).as_bytes()).unwrap_err();
+            assert!(e.0.contains("Method"), "{bad}: {e}");
+            assert!(e.0.len() < 200, "{e}");
+        }
     }
 }

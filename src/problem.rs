@@ -12,6 +12,7 @@ use crate::caller_auth::CallerAuthError;
 use crate::callout::{MAX_BODY_BYTES, RequestError};
 use crate::credential::TokenIdentity;
 use crate::dedupe::DedupeError;
+use crate::echo;
 use crate::graph::GraphFailure;
 use crate::resume::{ResumeError, Unavailable};
 
@@ -198,7 +199,7 @@ impl GatewayError {
                 "The request body must be JSON",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 match got {
-                    Some(ct) => format!("Content-Type is {ct:?}, not application/json."),
+                    Some(ct) => format!("Content-Type is {}, not application/json.", echo::quoted(ct)),
                     None => "The request has no Content-Type.".to_owned(),
                 },
             )
@@ -208,7 +209,7 @@ impl GatewayError {
                     "method-not-allowed",
                     "Only POST resumes a task",
                     StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{method} is not supported here."),
+                    format!("{} is not supported here.", echo::cut(method)),
                 )
                 .remedy("Use POST with a JSON resume request.");
                 p.allow = Some("POST");
@@ -218,7 +219,7 @@ impl GatewayError {
                 "not-found",
                 "No such function",
                 StatusCode::NOT_FOUND,
-                format!("Nothing is served at {path}."),
+                format!("Nothing is served at {}.", echo::cut(path)),
             )
             .remedy("POST resume requests to /api/function-resume."),
             Self::Resume(e) => resume_problem(e),

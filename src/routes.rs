@@ -22,6 +22,8 @@ use crate::problem::GatewayError;
 use crate::resume::{Outcome, Resumed, Resumer};
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
+/// The host's invocation ids are GUIDs (36 characters); anything longer is not the host's.
+const MAX_INVOCATION_ID_CHARS: usize = 64;
 /// A JSON invocation wraps the request; base64 makes it a third larger than the body limit.
 const MAX_INVOCATION_BYTES: usize = 4 * MAX_BODY_BYTES;
 
@@ -81,10 +83,7 @@ async fn resume(State(state): State<Arc<AppState>>, request: Request) -> Respons
 
 async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let invocation_id = headers
-        .get(INVOCATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let invocation_id = invocation_id(&headers).map(str::to_owned);
     // Set at creation: recording it later makes the JSON formatter re-parse the span's fields.
     let span = tracing::info_span!("request", invocation_id = invocation_id.as_deref());
     // Authentication comes before the body is read: an unknown caller costs no parsing.
@@ -184,6 +183,18 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
             problem.into_response()
         }
     })
+}
+
+/// The host's invocation id, when the header holds a short printable token: it is repeated in
+/// the answer and on every log line, so anything else is ignored rather than echoed.
+fn invocation_id(headers: &HeaderMap) -> Option<&str> {
+    let id = headers.get(INVOCATION_ID)?.to_str().ok()?;
+    let token = !id.is_empty()
+        && id.len() <= MAX_INVOCATION_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    token.then_some(id)
 }
 
 /// A 200 JSON answer, serialized into one allocation (axum's `Json` starts small and regrows).
@@ -365,6 +376,29 @@ mod tests {
         );
         let r = app.oneshot(get_("/fine")).await.unwrap();
         assert_eq!(r.status(), 200);
+    }
+
+    #[test]
+    fn only_a_short_printable_invocation_id_is_used() {
+        let mut h = HeaderMap::new();
+        assert_eq!(invocation_id(&h), None);
+        let guid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        h.insert(INVOCATION_ID, HeaderValue::from_static(guid));
+        assert_eq!(invocation_id(&h), Some(guid));
+        let longest = "a".repeat(MAX_INVOCATION_ID_CHARS);
+        h.insert(INVOCATION_ID, HeaderValue::from_str(&longest).unwrap());
+        assert_eq!(invocation_id(&h), Some(longest.as_str()));
+        for bad in [
+            "a".repeat(MAX_INVOCATION_ID_CHARS + 1),
+            "a".repeat(64 * 1024),
+            "id with spaces".into(),
+            "id\"quote".into(),
+            "{\"json\":1}".into(),
+            String::new(),
+        ] {
+            h.insert(INVOCATION_ID, HeaderValue::from_str(&bad).unwrap());
+            assert_eq!(invocation_id(&h), None, "{bad}");
+        }
     }
 
     #[test]

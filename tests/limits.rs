@@ -277,3 +277,100 @@ async fn at_the_connection_cap_readiness_is_still_answered() {
     let (status, _, _) = answer(gw.resume(&request_for(60_001, "completed")).await).await;
     assert_eq!(status, 200);
 }
+
+/// Every line the gateway wrote is at most the log line cap (8 KiB) and does not contain `text`.
+fn assert_logs_bounded_without(gw: &Gateway, text: &str) {
+    for line in gw.output.stdout().iter().chain(gw.output.stderr().iter()) {
+        assert!(line.len() <= 8 * 1024, "a log line of {} bytes", line.len());
+        assert!(
+            !line.contains(text),
+            "echoed into the log: {}…",
+            &line[..200.min(line.len())]
+        );
+    }
+}
+
+#[tokio::test]
+async fn huge_names_ids_and_methods_are_not_echoed() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+
+    // An unknown field name of 900 KB.
+    let name = format!("x{}", "y".repeat(900 * 1024));
+    let body = format!(r#"{{"operationStatus":"completed","{name}":1}}"#);
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 400);
+    let field = problem["field"].as_str().unwrap();
+    assert!(
+        field.ends_with('…') && field.chars().count() == 65,
+        "{field}"
+    );
+    assert!(
+        problem.to_string().len() < 2048,
+        "{}",
+        problem.to_string().len()
+    );
+
+    // An invocation id of 64 KB is ignored, not echoed; a GUID is.
+    let long_id = "i".repeat(64 * 1024);
+    let (status, _, problem) = answer(
+        gw.resume_with(
+            &serde_json::json!({}),
+            &[("x-azure-functions-invocationid", &long_id)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(problem.get("invocationId").is_none(), "{problem}");
+    let guid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let (_, _, problem) = answer(
+        gw.resume_with(
+            &serde_json::json!({}),
+            &[("x-azure-functions-invocationid", guid)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(problem["invocationId"], guid);
+
+    // A JSON invocation whose Method is not a method is refused, not taken for a POST.
+    let envelope = serde_json::json!({"Data": {"req": {"Method": "P OST", "Headers": {"Content-Type": ["application/json"]}, "Body": request_for(80_000, "completed").to_string()}}, "Metadata": {}});
+    let r = gw
+        .client
+        .post(gw.url("/function-resume"))
+        .json(&envelope)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, wrapped) = answer(r).await;
+    assert_eq!(status, 200, "{wrapped}");
+    assert_eq!(wrapped["Outputs"]["res"]["statusCode"], 400, "{wrapped}");
+
+    // A JSON invocation over 4 MiB: the 413 names that limit, not the body's.
+    let r = gw
+        .client
+        .post(gw.url("/function-resume"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 4 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    let (_, _, wrapped) = answer(r).await;
+    let res = &wrapped["Outputs"]["res"];
+    assert_eq!(res["statusCode"], 413, "{wrapped}");
+    assert!(res.to_string().contains("4194304"), "{res}");
+    assert_eq!(graph.calls().await, 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_logs_bounded_without(&gw, &"y".repeat(100));
+    assert_logs_bounded_without(&gw, &"i".repeat(100));
+}
