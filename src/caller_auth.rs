@@ -370,10 +370,7 @@ impl Authenticator {
                 "tid",
                 format!(
                     "The token's tenant (tid) {} is not CALLER_TENANT_ID {}.",
-                    claims
-                        .tid
-                        .as_deref()
-                        .map_or("(none)".into(), echo::quoted),
+                    claims.tid.as_deref().map_or("(none)".into(), echo::quoted),
                     s.tenant_id
                 ),
             ));

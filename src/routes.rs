@@ -78,10 +78,16 @@ async fn method_not_allowed(method: Method) -> Response {
 async fn resume(State(state): State<Arc<AppState>>, request: Request) -> Response {
     // Taken apart rather than extracted: the `HeaderMap` extractor clones the headers.
     let (parts, body) = request.into_parts();
-    answer(state, parts.headers, body).await
+    answer(state, parts.headers, || body).await
 }
 
-async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// Authenticates the caller from `headers`, then takes the body (`body` is called only then)
+/// and resumes.
+async fn answer(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: impl FnOnce() -> Body + Send,
+) -> Response {
     let started = Instant::now();
     let invocation_id = invocation_id(&headers).map(str::to_owned);
     // Set at creation: recording it later makes the JSON formatter re-parse the span's fields.
@@ -103,7 +109,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
     let result = match &auth {
         Ok(_) => {
-            handle(&state, &headers, body, started)
+            handle(&state, &headers, body(), started)
                 .instrument(span.clone())
                 .await
         }
@@ -263,19 +269,20 @@ async fn invoke(State(state): State<Arc<AppState>>, outer: HeaderMap, body: Body
 }
 
 async fn invocation_answer(state: Arc<AppState>, outer: &HeaderMap, payload: &[u8]) -> Response {
-    match host::read_invocation(payload) {
-        Err(e) => GatewayError::from(e).into_response(),
-        Ok(request) if request.method != Method::POST => {
-            GatewayError::MethodNotAllowed(request.method.to_string()).into_response()
-        }
-        Ok(mut request) => {
-            // The host names the invocation on its own request, not inside the caller's headers.
-            if let Some(id) = outer.get(INVOCATION_ID) {
-                request.headers.insert(INVOCATION_ID, id.clone());
-            }
-            answer(state, request.headers, Body::from(request.body)).await
-        }
+    let invocation = match host::Invocation::parse(payload) {
+        Ok(invocation) => invocation,
+        Err(e) => return GatewayError::from(e).into_response(),
+    };
+    if invocation.method != Method::POST {
+        return GatewayError::MethodNotAllowed(invocation.method.to_string()).into_response();
     }
+    let mut headers = invocation.headers();
+    // The host names the invocation on its own request, not inside the caller's headers.
+    if let Some(id) = outer.get(INVOCATION_ID) {
+        headers.insert(INVOCATION_ID, id.clone());
+    }
+    // Decoded only once the caller is authenticated: an unknown caller's body costs nothing.
+    answer(state, headers, || Body::from(invocation.body())).await
 }
 
 /// Both kinds of request on one path (empty `routePrefix`): a JSON invocation has `Data`,
@@ -290,13 +297,11 @@ async fn resume_or_invoke(
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
-    let is_invocation = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .is_ok_and(|v| v.get("Data").is_some_and(serde_json::Value::is_object));
-    if is_invocation {
+    if host::is_invocation(&bytes) {
         let answer = invocation_answer(state, &headers, &bytes).await;
         axum::Json(host::invocation_result(answer).await).into_response()
     } else {
-        answer(state, headers, Body::from(bytes)).await
+        answer(state, headers, || Body::from(bytes)).await
     }
 }
 

@@ -507,3 +507,28 @@ pub async fn raw_answer(
         .and_then(|code| code.parse().ok());
     Ok((status, text))
 }
+
+/// A `/proc/<pid>/status` figure in bytes (`VmHWM`: peak resident, `VmRSS`: resident now).
+pub fn proc_status_bytes(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"));
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// `count` objects `{"":0}` as a JSON array: the shape that costs a JSON tree the most per byte.
+pub fn tiny_objects(count: usize) -> String {
+    let mut s = String::with_capacity(count * 7 + 2);
+    s.push('[');
+    for i in 0..count {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(r#"{"":0}"#);
+    }
+    s.push(']');
+    s
+}
