@@ -667,4 +667,117 @@ mod tests {
         let e = bearer_token(&headers(&long)).unwrap_err();
         assert!(!e.to_string().contains("aaaa"), "the token is never echoed");
     }
+
+    #[test]
+    fn audiences_must_be_a_uri_or_a_guid_without_wildcards_or_spaces() {
+        for ok in [
+            "api://resume-gateway",
+            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f",
+            "https://contoso.com/gateway",
+        ] {
+            let CallerAuth::Entra(c) = load(&entra(&[("CALLER_AUDIENCES", ok)])).unwrap() else {
+                panic!("entra expected")
+            };
+            assert_eq!(c.audiences, [ok]);
+        }
+        for bad in [
+            "api://*",
+            "resume-gateway",
+            "api://resume gateway",
+            "api://x, *",
+            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f, gateway",
+        ] {
+            let e = load(&entra(&[("CALLER_AUDIENCES", bad)])).unwrap_err();
+            assert_eq!(e.setting, "CALLER_AUDIENCES", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn china_v1_tokens_come_from_its_own_token_service() {
+        let map: HashMap<&str, &str> = entra(&[]).into_iter().collect();
+        let get = |k: &str| map.get(k).map(|v| v.to_string());
+        let CallerAuth::Entra(cn) = CallerAuth::from_settings(get, GraphCloud::China).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        assert_eq!(
+            cn.issuers[0],
+            format!("https://sts.chinacloudapi.cn/{TENANT}/")
+        );
+        assert_eq!(
+            cn.issuers[1],
+            format!("https://login.chinacloudapi.cn/{TENANT}/v2.0")
+        );
+        let CallerAuth::Entra(dod) = CallerAuth::from_settings(get, GraphCloud::UsGovDod).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        assert_eq!(dod.issuers[0], format!("https://sts.windows.net/{TENANT}/"));
+    }
+
+    #[test]
+    fn a_token_of_exactly_the_limit_is_taken_one_byte_more_is_not() {
+        let exact = "a".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(
+            bearer_token(&headers(&format!("Bearer {exact}"))),
+            Ok(exact.as_str())
+        );
+        let over = format!("Bearer {exact}a");
+        assert!(matches!(
+            bearer_token(&headers(&over)),
+            Err(CallerAuthError::InvalidToken { claim: "token", .. })
+        ));
+    }
+
+    fn claims(
+        scp: Option<&str>,
+        idtyp: Option<&str>,
+        sub: Option<&str>,
+        oid: Option<&str>,
+    ) -> Claims {
+        Claims {
+            iss: format!("https://sts.windows.net/{TENANT}/"),
+            tid: Some(TENANT.into()),
+            appid: Some(APP.into()),
+            azp: None,
+            oid: oid.map(str::to_owned),
+            sub: sub.map(str::to_owned),
+            idtyp: idtyp.map(str::to_owned),
+            scp: scp.map(|s| serde_json::Value::String(s.into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_idtyp_only_a_scopeless_token_that_is_its_own_subject_is_an_app() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let CallerAuth::Entra(settings) =
+            load(&entra(&[("CALLER_AUTHORITY", "http://127.0.0.1:9")])).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        let auth = Authenticator::start(settings);
+        let me = Some("3c4d5e6f-8e1f-4a3c-9b4d-7e6f1a2b3c4d");
+        let other = Some("4d5e6f3c-1f8e-4c3a-8d9b-6f7e2b1a4d3c");
+        let app = auth.check(claims(None, None, me, me)).unwrap();
+        assert_eq!(app.app_id, APP);
+        let is_user = |c: Claims| {
+            matches!(
+                auth.check(c),
+                Err(CallerAuthError::InvalidToken { claim: "idtyp", .. })
+            )
+        };
+        // Delegated scopes make it a user's token, even when sub equals oid.
+        assert!(is_user(claims(Some("User.Read"), None, me, me)));
+        // No scopes, but someone else's subject.
+        assert!(is_user(claims(None, None, other, me)));
+        // No subject at all.
+        assert!(is_user(claims(None, None, None, me)));
+        assert!(is_user(claims(None, None, None, None)));
+        // idtyp decides when present.
+        assert!(is_user(claims(None, Some("user"), me, me)));
+        assert!(
+            auth.check(claims(Some("x"), Some("app"), other, me))
+                .is_ok()
+        );
+    }
 }

@@ -788,6 +788,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_fast_path_leaves_deep_objects_to_the_complete_parser() {
+        let mut deep = callout();
+        deep["data"]["subject"] =
+            serde_json::from_str(&format!("{}0{}", "{\"a\":".repeat(100), "}".repeat(100)))
+                .unwrap();
+        let bytes = json!({"operationStatus": "completed", "callout": deep})
+            .to_string()
+            .into_bytes();
+        assert!(fast::parse(&bytes).is_none());
+        assert!(ResumeRequest::parse(&bytes).is_ok());
+    }
+
     mod fast_path_agrees {
         use super::*;
         use proptest::prelude::*;
