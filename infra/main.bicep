@@ -24,8 +24,12 @@ param appName string
 @maxLength(24)
 param storageAccountName string = 'st${uniqueString(resourceGroup().id, appName)}'
 
-@description('Largest number of instances the app may scale out to.')
-@minValue(1)
+// Flex Consumption accepts 40 to 1,000 (Microsoft Learn, "Migrate AWS Lambda workloads to Azure
+// Functions", scaling: "The lowest maximum instance count value is 40, and the highest supported
+// maximum instance count value is 1,000"; Azure-Samples/azure-functions-flex-consumption-samples,
+// IaC/bicep/main.bicep, declares the same bounds).
+@description('Largest number of instances the app may scale out to (Flex Consumption: 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -102,6 +106,14 @@ param resumeSource string = 'resume-gateway'
 @description('RUST_LOG: log filter; empty = info (Azure SDK at warn).')
 param rustLog string = ''
 
+@description('LOG_FORMAT: json (what the host and Application Insights expect) or text; empty = json, since the host reads a pipe.')
+@allowed([
+  ''
+  'json'
+  'text'
+])
+param logFormat string = ''
+
 @description('CALLER_AUTH: function-key (the host checks the function key only) or entra (callers also present an Entra ID app token).')
 @allowed([
   'function-key'
@@ -125,8 +137,13 @@ param callerAllowedObjectIds string = ''
 param callerAuthority string = ''
 
 // ---- Built-in role definition ids ----
+// The four roles the official Flex Consumption sample grants the app's identity for host storage
+// and telemetry (Azure-Samples/azure-functions-flex-consumption-samples, IaC/bicep/rbac.bicep):
+// blobs (deployment package, host leases), queues and tables (host state), and Entra-authenticated
+// Application Insights ingestion. Nothing else: the gateway itself reads no storage.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 var deploymentContainerName = 'app-package-${take(toLower(appName), 40)}'
@@ -218,6 +235,7 @@ var gatewaySettings = {
   RESUME_DEADLINE_SECONDS: string(resumeDeadlineSeconds)
   RESUME_SOURCE: resumeSource
   RUST_LOG: rustLog
+  LOG_FORMAT: logFormat
   CALLER_AUTH: callerAuth
   CALLER_TENANT_ID: callerTenantId
   CALLER_AUDIENCES: callerAudiences
@@ -293,6 +311,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   dependsOn: [
     blobOwner
     queueContributor
+    tableContributor
     metricsPublisher
   ]
 }
@@ -317,6 +336,16 @@ resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, functionApp.id, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: functionApp.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(appInsights.id, functionApp.id, monitoringMetricsPublisher)
   scope: appInsights
@@ -330,7 +359,7 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 @description('Function App name.')
 output functionAppName string = functionApp.name
 
-@description('The function URL (add ?code=<function key> or the x-functions-key header).')
+@description('The function URL; callers send the function key in the x-functions-key header (samples/logic-app-action.json).')
 output resumeUrl string = 'https://${functionApp.properties.defaultHostName}/api/function-resume'
 
 @description('Object id of the identity that calls Graph: pass to scripts/grant.sh --principal-id.')

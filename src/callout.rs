@@ -27,8 +27,7 @@ const FIELDS: &[&str] = &[
     "taskId",
     "taskProcessingResultId",
 ];
-const TARGETS: &str =
-    "`callout`, `callbackUriPath`, or `workflowId` + `taskId` + `taskProcessingResultId`";
+const TARGETS: &str = "`callout` (the trigger body, unchanged), `callbackUriPath`, or `workflowId` + `taskId` + `taskProcessingResultId`";
 
 /// The outcome of the custom task extension, as Lifecycle Workflows records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -121,6 +120,12 @@ impl ResumeRequest {
         let object: Map<String, Value> = serde_json::from_slice(body)
             .map_err(|e| RequestError::Malformed(without_position(&e)))?;
         if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            if is_raw_callout(&object) {
+                return Err(RequestError::field(
+                    "data",
+                    "is not a field of a resume request: this body is a Lifecycle Workflows callout itself; wrap it as {\"operationStatus\":\"completed\" or \"failed\",\"callout\":<the trigger body>}",
+                ));
+            }
             return Err(RequestError::field(
                 unknown,
                 format!(
@@ -202,6 +207,15 @@ impl ResumeRequest {
     }
 }
 
+/// The callout as Lifecycle Workflows sends it (`data.callbackUriPath`), posted without the
+/// resume request around it: a common first try, which deserves more than "unknown field".
+fn is_raw_callout(object: &Map<String, Value>) -> bool {
+    object
+        .get("data")
+        .and_then(Value::as_object)
+        .is_some_and(|data| data.contains_key("callbackUriPath"))
+}
+
 fn target<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<ResumeTarget, RequestError> {
     let callout = get("callout");
     let path = get("callbackUriPath");
@@ -217,7 +231,7 @@ fn target<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<ResumeTarget, 
     match given.as_slice() {
         [] => Err(RequestError::field(
             "callout",
-            format!("is missing: give exactly one target: {TARGETS}"),
+            format!("is missing, and so is every other target: give exactly one of {TARGETS}"),
         )),
         [_] => {
             if let Some(callout) = callout {
@@ -226,6 +240,18 @@ fn target<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<ResumeTarget, 
                 from_path("callbackUriPath", path)
             } else {
                 let [w, t, r] = ids;
+                if let Some(missing) = ["workflowId", "taskId", "taskProcessingResultId"]
+                    .into_iter()
+                    .zip(ids)
+                    .find_map(|(name, v)| v.is_none().then_some(name))
+                {
+                    return Err(RequestError::field(
+                        missing,
+                        format!(
+                            "is missing: explicit ids need all three; the targets are {TARGETS}"
+                        ),
+                    ));
+                }
                 Ok(ResumeTarget::from_ids(
                     guid("workflowId", w)?,
                     guid("taskId", t)?,
@@ -740,6 +766,42 @@ mod tests {
         ];
         for (body, field) in cases {
             assert_eq!(field_of(body.clone()), field, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_raw_callout_is_told_to_wrap_itself() {
+        let RequestError::InvalidField { field, detail } = parse(callout()).unwrap_err() else {
+            panic!("not a field error");
+        };
+        assert_eq!(field, "data");
+        assert!(
+            detail.contains(
+                r#"{"operationStatus":"completed" or "failed","callout":<the trigger body>}"#
+            ),
+            "{detail}"
+        );
+        // Another unknown `data` is only an unknown field.
+        let e =
+            parse(json!({"operationStatus": "completed", "callbackUriPath": path(), "data": {}}))
+                .unwrap_err();
+        assert!(!e.to_string().contains("wrap"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_target_names_all_three_forms() {
+        for body in [
+            json!({"operationStatus": "completed"}),
+            json!({"operationStatus": "completed", "workflowId": W, "taskProcessingResultId": R}),
+        ] {
+            let e = parse(body.clone()).unwrap_err().to_string();
+            for form in [
+                "`callout`",
+                "`callbackUriPath`",
+                "`workflowId` + `taskId` + `taskProcessingResultId`",
+            ] {
+                assert!(e.contains(form), "{body}: {e}");
+            }
         }
     }
 

@@ -36,6 +36,7 @@ pub const SETTINGS: &[&str] = &[
     "RESUME_DEADLINE_SECONDS",
     "RESUME_SOURCE",
     "RUST_LOG",
+    "LOG_FORMAT",
     "CALLER_AUTH",
     "CALLER_TENANT_ID",
     "CALLER_AUDIENCES",

@@ -21,19 +21,73 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::ConfigError;
 
-/// Applies unless `RUST_LOG` says otherwise; the SDK's per-request chatter stays out.
-const DEFAULT_FILTER: &str = "info,azure_core=warn,azure_identity=info,hyper=warn,reqwest=warn";
+/// Applies unless `RUST_LOG` says otherwise.
+const DEFAULT_FILTER: &str = "info";
+/// Libraries whose info lines are per-request chatter or Rust debug text (`azure_identity`
+/// logs its client id as `Some(ClientId("…"))` at info): kept at warn unless `RUST_LOG`
+/// names them.
+const QUIET_CRATES: &[&str] = &["azure_core", "azure_identity", "hyper", "reqwest"];
 
 /// The log filter from `RUST_LOG`, validated like every other setting.
 pub fn filter(value: Option<String>) -> Result<EnvFilter, ConfigError> {
     let text = value
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_FILTER.to_owned());
-    EnvFilter::try_new(&text).map_err(|_| ConfigError {
+    let invalid = |allowed: &str| ConfigError {
         setting: "RUST_LOG",
         value: format!("{text:?}"),
-        allowed: "a tracing filter such as info, warn or info,resume_gateway=debug".into(),
-    })
+        allowed: allowed.into(),
+    };
+    // A bare word is a target at trace level to tracing, so `warning` or `verbose` would
+    // silence everything else without a word: refused unless it is a level.
+    if let Some(word) = text.split(',').map(str::trim).find(|d| {
+        !d.is_empty()
+            && !d.contains(['=', '[', ':'])
+            && d.parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+    }) {
+        return Err(invalid(&format!(
+            "{word:?} is not a level (trace, debug, info, warn, error, off); name a target as target=level"
+        )));
+    }
+    let mut directives = text.clone();
+    for quiet in QUIET_CRATES.iter().filter(|c| !text.contains(*c)) {
+        directives.push(',');
+        directives.push_str(quiet);
+        directives.push_str("=warn");
+    }
+    EnvFilter::try_new(&directives)
+        .map_err(|_| invalid("a tracing filter such as info, warn or info,resume_gateway=debug"))
+}
+
+/// How log lines are written: `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for the Functions host and Application Insights.
+    Json,
+    /// One readable line per event, for a person at a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT`, or, unset, `text` when stdout is a terminal and `json` otherwise (the
+    /// host reads a pipe).
+    pub fn from_setting(
+        value: Option<String>,
+        stdout_is_terminal: bool,
+    ) -> Result<Self, ConfigError> {
+        match value.as_deref().map(str::trim) {
+            None | Some("") if stdout_is_terminal => Ok(Self::Text),
+            None | Some("") => Ok(Self::Json),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(Self::Json),
+            Some(v) if v.eq_ignore_ascii_case("text") => Ok(Self::Text),
+            Some(v) => Err(ConfigError {
+                setting: "LOG_FORMAT",
+                value: format!("{v:?}"),
+                allowed: "json, text".into(),
+            }),
+        }
+    }
 }
 
 /// Lines queued for stdout before a request has to wait for the writer (back-pressure, never loss).
@@ -46,15 +100,54 @@ const GATHER: Duration = Duration::from_millis(2);
 /// How long the exit waits for queued lines to be written.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
-/// Installs the JSON logger for the process. Keep the guard until exit: dropping it writes
-/// out every queued line.
+/// Installs the logger for the process. Keep the guard until exit: dropping it writes out
+/// every queued line.
 #[must_use = "keep the guard until exit, or the last log lines may be lost"]
-pub fn init(filter: EnvFilter) -> LogGuard {
-    let (stdout, guard) = BatchedStdout::start();
-    let writer = std::io::stderr.with_max_level(Level::WARN).or_else(stdout);
-    // Only fails if a logger is already installed, which then stays.
-    let _ = tracing::subscriber::set_global_default(json_lines(filter, writer));
+pub fn init(filter: EnvFilter, format: LogFormat, filter_text: &str) -> LogGuard {
+    let guard = match format {
+        LogFormat::Json => {
+            let (stdout, guard) = BatchedStdout::start();
+            let writer = std::io::stderr.with_max_level(Level::WARN).or_else(stdout);
+            // Only fails if a logger is already installed, which then stays.
+            let _ = tracing::subscriber::set_global_default(json_lines(filter, writer));
+            guard
+        }
+        LogFormat::Text => {
+            // Written at once, line by line: at a terminal, warnings on stderr then appear
+            // between the info lines they came between.
+            let writer = std::io::stderr
+                .with_max_level(Level::WARN)
+                .or_else(std::io::stdout);
+            let _ = tracing::subscriber::set_global_default(text_lines(filter, writer));
+            LogGuard(None)
+        }
+    };
+    if !gateway_enabled() && filter_text.trim() != "off" {
+        let warn = || {
+            tracing::warn!(
+                rust_log = filter_text,
+                "RUST_LOG enables none of the gateway's own logs (target resume_gateway): requests will be served without a word; add info or resume_gateway=info"
+            );
+        };
+        let always = || EnvFilter::new("warn");
+        match format {
+            LogFormat::Json => {
+                tracing::subscriber::with_default(json_lines(always(), std::io::stderr), warn);
+            }
+            LogFormat::Text => {
+                tracing::subscriber::with_default(text_lines(always(), std::io::stderr), warn);
+            }
+        }
+    }
     guard
+}
+
+/// Whether the installed filter lets any of the gateway's errors through (levels are
+/// thresholds: a target that shows nothing at error shows nothing at all).
+fn gateway_enabled() -> bool {
+    tracing::enabled!(target: "resume_gateway::routes", Level::ERROR)
+        || tracing::enabled!(target: "resume_gateway::server", Level::ERROR)
+        || tracing::enabled!(target: "resume_gateway::resume", Level::ERROR)
 }
 
 /// The gateway's logger, writing JSON lines to `writer`.
@@ -63,11 +156,101 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt()
-        .fmt_fields(JsonFields)
+        .fmt_fields(JsonFields::default())
         .event_format(JsonLines)
         .with_env_filter(filter)
         .with_writer(writer)
         .finish()
+}
+
+/// The gateway's logger for people, writing [`TextLines`] to `writer`.
+fn text_lines<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .fmt_fields(TextFields::default())
+        .event_format(TextLines)
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .finish()
+}
+
+/// `2026-11-29T08:51:50.421Z INFO  message key=value … [invocation_id=…]`: one line per
+/// event whatever the values hold (line breaks are shown as `\n`), values as their text
+/// (no Rust quoting), the request's span fields last.
+struct TextLines;
+
+impl<S> FormatEvent<S, TextFields> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, TextFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = String::with_capacity(256);
+        SystemTime.format_time(&mut Writer::new(&mut line))?;
+        let _ = write!(line, " {:<5}", event.metadata().level().as_str());
+        event.record(&mut TextVisitor(&mut line));
+        if let Some(span) = ctx.lookup_current()
+            && let Some(fields) = span.extensions().get::<FormattedFields<TextFields>>()
+            && !fields.is_empty()
+        {
+            line.push_str(" [");
+            line.push_str(fields.trim_start());
+            line.push(']');
+        }
+        if line.len() > MAX_LINE_BYTES {
+            let mut end = MAX_LINE_BYTES - 64;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            let bytes = line.len();
+            line.truncate(end);
+            let _ = write!(line, "… (log line cut: {bytes} bytes)");
+        }
+        line.push('\n');
+        writer.write_str(&line)
+    }
+}
+
+/// Span fields for [`TextLines`] (` a=1 b=x`).
+type TextFields = SpanFields<TextVisitor<'static>>;
+
+/// Appends the message as is and every other field as ` name=value`, on one line.
+struct TextVisitor<'a>(&'a mut String);
+
+impl Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.push(' ');
+        if field.name() != "message" {
+            self.0.push_str(field.name());
+            self.0.push('=');
+        }
+        let _ = write!(OneLine(self.0), "{value:?}");
+    }
+}
+
+/// Writes text with line breaks shown as `\n` and `\r`, so an event stays on one line.
+struct OneLine<'a>(&'a mut String);
+
+impl fmt::Write for OneLine<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for (i, part) in text.split('\n').enumerate() {
+            if i > 0 {
+                self.0.push_str("\\n");
+            }
+            self.0.push_str(&part.replace('\r', "\\r"));
+        }
+        Ok(())
+    }
 }
 
 /// One JSON object per line: `timestamp`, `level`, the event's fields (`message` first), and
@@ -144,23 +327,49 @@ fn cut_line(line: &str) -> String {
     cut
 }
 
-/// A span's fields as [`JsonVisitor`] writes them (`,"a":1,"b":"x"`), for [`JsonLines`].
-struct JsonFields;
+/// Span fields for [`JsonLines`] (`,"a":1,"b":"x"`).
+type JsonFields = SpanFields<JsonVisitor<'static>>;
 
-impl<'w> FormatFields<'w> for JsonFields {
+/// A visitor that appends fields to a line, so that one [`SpanFields`] serves both formats.
+trait LineVisitor: Visit {
+    fn new(line: &mut String) -> impl Visit + '_;
+}
+
+impl LineVisitor for JsonVisitor<'_> {
+    fn new(line: &mut String) -> impl Visit + '_ {
+        JsonVisitor(line)
+    }
+}
+
+impl LineVisitor for TextVisitor<'_> {
+    fn new(line: &mut String) -> impl Visit + '_ {
+        TextVisitor(line)
+    }
+}
+
+/// A span's fields, stored as `V` writes them into a line; the event formatter copies them.
+struct SpanFields<V>(std::marker::PhantomData<fn() -> V>);
+
+impl<V> Default for SpanFields<V> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<'w, V: LineVisitor + 'static> FormatFields<'w> for SpanFields<V> {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
         let mut text = String::new();
-        fields.record(&mut JsonVisitor(&mut text));
+        fields.record(&mut V::new(&mut text));
         writer.write_str(&text)
     }
 
-    /// Fields recorded later are appended as they come, each with its comma.
+    /// Fields recorded later are appended as they come.
     fn add_fields(
         &self,
         current: &'w mut FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> fmt::Result {
-        fields.record(&mut JsonVisitor(&mut current.fields));
+        fields.record(&mut V::new(&mut current.fields));
         Ok(())
     }
 }
@@ -463,6 +672,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn text_lines_are_one_readable_line_per_event() {
+        let out = Captured::default();
+        let subscriber = text_lines(filter(Some("debug".into())).unwrap(), out.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", invocation_id = "inv-1");
+            span.in_scope(|| {
+                tracing::warn!(
+                    status = 503u64,
+                    problem = "graph-unavailable",
+                    shown = %"plain",
+                    reason = "two\nlines",
+                    "resume not done: {}",
+                    "Graph kept failing"
+                )
+            });
+            tracing::info!(ok = true, "started");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let (time, rest) = lines[0].split_once(' ').unwrap();
+        assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
+        assert_eq!(
+            rest,
+            r"WARN  resume not done: Graph kept failing status=503 problem=graph-unavailable shown=plain reason=two\nlines [invocation_id=inv-1]"
+        );
+        assert!(lines[1].ends_with(" INFO  started ok=true"), "{}", lines[1]);
+    }
+
     proptest! {
         #[test]
         fn any_text_survives_as_a_json_string(text in any::<String>()) {
@@ -470,6 +709,24 @@ mod tests {
             push_json_str(&mut line, &text);
             prop_assert_eq!(serde_json::from_str::<String>(&line).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn a_huge_text_line_is_cut_to_the_cap() {
+        let out = Captured::default();
+        let huge = "é".repeat(100_000);
+        let subscriber = text_lines(filter(Some("info".into())).unwrap(), out.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(field = huge.as_str(), "big")
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.len() <= MAX_LINE_BYTES, "{}", text.len());
+        assert!(
+            text.trim_end().ends_with("bytes)"),
+            "{}",
+            &text[text.len() - 60..]
+        );
     }
 
     #[test]
@@ -504,5 +761,63 @@ mod tests {
         assert!(filter(Some("debug".into())).is_ok());
         let e = filter(Some("info,[[".into())).unwrap_err();
         assert_eq!(e.setting, "RUST_LOG");
+        for word in ["warning", "verbose", "info,debg"] {
+            let e = filter(Some(word.into())).unwrap_err();
+            assert!(e.allowed.contains("is not a level"), "{word}: {e}");
+        }
+        for ok in [
+            "WARN",
+            "off",
+            "hyper=debug",
+            "resume_gateway::routes=debug",
+            "[request]=debug",
+            "info,reqwest=info",
+        ] {
+            assert!(filter(Some(ok.into())).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn the_sdk_stays_at_warn_unless_named() {
+        let shown = |f: EnvFilter| f.to_string();
+        let quiet = shown(filter(None).unwrap());
+        for krate in QUIET_CRATES {
+            assert!(quiet.contains(&format!("{krate}=warn")), "{quiet}");
+        }
+        let named = shown(filter(Some("debug,azure_identity=info".into())).unwrap());
+        assert!(
+            named.contains("azure_identity=info") && !named.contains("azure_identity=warn"),
+            "{named}"
+        );
+    }
+
+    #[test]
+    fn the_format_follows_the_terminal_unless_set() {
+        assert_eq!(
+            LogFormat::from_setting(None, true).unwrap(),
+            LogFormat::Text
+        );
+        assert_eq!(
+            LogFormat::from_setting(None, false).unwrap(),
+            LogFormat::Json
+        );
+        assert_eq!(
+            LogFormat::from_setting(Some(" ".into()), true).unwrap(),
+            LogFormat::Text
+        );
+        assert_eq!(
+            LogFormat::from_setting(Some("JSON".into()), true).unwrap(),
+            LogFormat::Json
+        );
+        assert_eq!(
+            LogFormat::from_setting(Some("text".into()), false).unwrap(),
+            LogFormat::Text
+        );
+        assert_eq!(
+            LogFormat::from_setting(Some("xml".into()), false)
+                .unwrap_err()
+                .setting,
+            "LOG_FORMAT"
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! `handler`: the executable the Azure Functions host starts (see host.json).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use resume_gateway::cli::{self, Cli, Command};
 use resume_gateway::config::Config;
-use resume_gateway::{logging, server};
+use resume_gateway::logging::{self, LogFormat};
+use resume_gateway::server;
 
 /// Exit code for a setting that cannot work: the host restarts the handler (non-zero), and the
 /// one line on stderr says which setting to fix.
@@ -24,9 +26,16 @@ fn main() -> ExitCode {
 
 /// The gateway, as the Functions host runs it.
 fn serve() -> ExitCode {
-    let settings = Config::from_env()
-        .and_then(|c| logging::filter(std::env::var("RUST_LOG").ok()).map(|f| (c, f)));
-    let (config, filter) = match settings {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let settings = Config::from_env().and_then(|c| {
+        let filter = logging::filter(rust_log.clone())?;
+        let format = LogFormat::from_setting(
+            std::env::var("LOG_FORMAT").ok(),
+            std::io::stdout().is_terminal(),
+        )?;
+        Ok((c, filter, format))
+    });
+    let (config, filter, format) = match settings {
         Ok(ok) => ok,
         Err(e) => {
             eprintln!("resume-gateway: {e}");
@@ -34,7 +43,7 @@ fn serve() -> ExitCode {
         }
     };
     // Held to the end of main: dropping it writes out the queued log lines.
-    let _logs = logging::init(filter);
+    let _logs = logging::init(filter, format, rust_log.as_deref().unwrap_or("info"));
     return_large_blocks();
 
     // One worker: the gateway waits on Graph far more than it computes, and a second worker
@@ -60,11 +69,11 @@ fn serve() -> ExitCode {
     match served {
         // Exit 0 only after a requested shutdown: it tells the host not to restart us.
         Ok(()) => {
-            tracing::info!("stopped");
+            tracing::info!(target: "resume_gateway::server", "stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!(error = %e, "resume gateway stopped");
+            tracing::error!(target: "resume_gateway::server", error = %e, "resume gateway stopped");
             match e {
                 // The app's own files or platform settings: fixing them is the remedy.
                 server::StartError::Layout(_) | server::StartError::Credential(_) => {
@@ -109,5 +118,5 @@ async fn shutdown_requested() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutdown requested: finishing requests in flight");
+    tracing::info!(target: "resume_gateway::server", "shutdown requested: finishing requests in flight");
 }

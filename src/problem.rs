@@ -33,8 +33,10 @@ pub enum GatewayError {
     BodyTimeout(Duration),
     #[error("the body could not be read: {0}")]
     BodyUnreadable(String),
+    /// `forwarded`: the request came through the Functions host, whose legacy forwarding
+    /// drops chunked bodies; otherwise the caller itself sent nothing.
     #[error("the request has no body")]
-    EmptyBody,
+    EmptyBody { forwarded: bool },
     #[error(transparent)]
     InvalidInvocation(#[from] crate::host::InvocationError),
     #[error("Content-Type {0:?} is not JSON")]
@@ -180,13 +182,20 @@ impl GatewayError {
                 format!("The body could not be read: {reason}."),
             )
             .remedy("Send the request again."),
-            Self::EmptyBody => Problem::new(
+            Self::EmptyBody { forwarded: false } => Problem::new(
+                "invalid-request",
+                "The request has no body",
+                StatusCode::BAD_REQUEST,
+                "The request body is empty.".into(),
+            )
+            .remedy("Send the resume request as the JSON body (see samples/). With curl -d @FILE, check the file's path: curl sends an empty body when it cannot read the file."),
+            Self::EmptyBody { forwarded: true } => Problem::new(
                 "invalid-request",
                 "The request has no body",
                 StatusCode::BAD_REQUEST,
                 "The request arrived without a body. When the Function App forwards requests (enableForwardingHttpRequest), the Functions host passes a body on only if the request declares its Content-Length: a chunked request (Transfer-Encoding: chunked) arrives empty.".into(),
             )
-            .remedy("Send the JSON body with a Content-Length header (Logic Apps and curl do); see samples/ for the request format."),
+            .remedy("Send the JSON body with a Content-Length header (Logic Apps and curl do), or use the shipped host.json (enableProxyingHttpRequest), which passes chunked bodies on; see samples/ for the request format."),
             Self::InvalidInvocation(e) => Problem::new(
                 "invalid-invocation",
                 "The invocation is not one the Functions host sends",

@@ -226,8 +226,11 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // The host drops a chunked body and its Content-Type when forwarding: say so, not "415".
+    let empty = || GatewayError::EmptyBody {
+        forwarded: body_may_be_lost_by_host(headers),
+    };
     if declared.unwrap_or(0) == 0 && !headers.contains_key(header::CONTENT_TYPE) {
-        return Err((GatewayError::EmptyBody, None));
+        return Err((empty(), None));
     }
     check_content_type(headers).map_err(|e| (e, None))?;
     let bytes = read_body(
@@ -239,7 +242,7 @@ async fn handle(
     .await
     .map_err(|e| (e, None))?;
     if bytes.is_empty() {
-        return Err((GatewayError::EmptyBody, None));
+        return Err((empty(), None));
     }
     let request = ResumeRequest::parse(&bytes).map_err(|e| (e.into(), None))?;
     let resume = {
@@ -303,6 +306,15 @@ async fn resume_or_invoke(
     } else {
         answer(state, headers, || Body::from(bytes)).await
     }
+}
+
+/// Whether an empty body may be the host's doing. The legacy forwarding rebuilds a chunked
+/// request without its body or a `Content-Length`, and names the invocation; a JSON invocation
+/// keeps the caller's `Transfer-Encoding`. A declared `Content-Length: 0` (what curl sends when
+/// `-d @FILE` cannot read the file) or a request straight from the caller is the caller's own.
+fn body_may_be_lost_by_host(headers: &HeaderMap) -> bool {
+    (headers.contains_key(INVOCATION_ID) && !headers.contains_key(header::CONTENT_LENGTH))
+        || headers.contains_key(header::TRANSFER_ENCODING)
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {

@@ -68,11 +68,23 @@ pub enum StartError {
     Credential(#[from] crate::credential::CredentialSetupError),
     #[error(transparent)]
     Layout(#[from] crate::host::LayoutError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source}; the port comes from FUNCTIONS_CUSTOMHANDLER_PORT{}",
+        bind_hint(source)
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The usual local cause, a second gateway or `func start` already on the port, has a fix.
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        ": another process is listening there; stop it or set FUNCTIONS_CUSTOMHANDLER_PORT to a free port"
+    } else {
+        ""
+    }
 }
 
 /// Listens where the Functions host expects us: IPv4 loopback (the host polls

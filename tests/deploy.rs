@@ -180,14 +180,25 @@ fn bicep_is_flex_consumption_with_identity_only_storage_and_telemetry() {
         "DisableLocalAuth: true",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'",
         "type: 'SystemAssigned'",
-        // Storage Blob Data Owner and Monitoring Metrics Publisher
+        // The official Flex sample's four roles: Storage Blob Data Owner, Queue Data
+        // Contributor, Table Data Contributor, Monitoring Metrics Publisher.
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+        "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
         "3913510d-42f4-4e42-8a64-420c390055eb",
+        "@minValue(40)\n@maxValue(1000)\nparam maximumInstanceCount int",
         "output gatewayPrincipalId string",
         "output gatewayClientId string",
     ] {
         assert!(bicep.contains(needle), "infra/main.bicep lacks `{needle}`");
     }
+    // Least privilege: those four roles and no other assignment.
+    assert_eq!(
+        bicep
+            .matches("'Microsoft.Authorization/roleAssignments@")
+            .count(),
+        4
+    );
     for banned in [
         "listKeys(",
         "AccountKey=",
@@ -236,14 +247,14 @@ fn check_gateway_action(name: &str, action: &Value) -> BTreeSet<String> {
     let inputs = &action["inputs"];
     assert_eq!(inputs["method"], "POST", "{name}");
     assert_eq!(inputs["body"]["callout"], "@triggerBody()", "{name}");
-    assert_eq!(
-        inputs["authentication"]["type"], "ManagedServiceIdentity",
-        "{name}"
-    );
-    assert!(
-        inputs["authentication"]["audience"].is_string(),
-        "{name}: managed identity authentication needs an audience"
-    );
+    let authentication = inputs.get("authentication");
+    if let Some(authentication) = authentication {
+        assert_eq!(authentication["type"], "ManagedServiceIdentity", "{name}");
+        assert!(
+            authentication["audience"].is_string(),
+            "{name}: managed identity authentication needs an audience"
+        );
+    }
     let key = inputs["headers"]["x-functions-key"].as_str().unwrap();
     assert!(
         key.starts_with("@parameters('"),
@@ -267,11 +278,11 @@ fn check_gateway_action(name: &str, action: &Value) -> BTreeSet<String> {
     assert_eq!(action["limit"]["timeout"], "PT4M", "{name}");
 
     let mut used = BTreeSet::new();
-    for value in [
-        &inputs["uri"],
-        &inputs["headers"]["x-functions-key"],
-        &inputs["authentication"]["audience"],
-    ] {
+    let audience = authentication.map(|a| &a["audience"]);
+    for value in [&inputs["uri"], &inputs["headers"]["x-functions-key"]]
+        .into_iter()
+        .chain(audience)
+    {
         let v = value.as_str().unwrap();
         let p = v
             .strip_prefix("@parameters('")
@@ -282,14 +293,82 @@ fn check_gateway_action(name: &str, action: &Value) -> BTreeSet<String> {
     used
 }
 
-#[test]
-fn logic_app_action_sends_what_the_gateway_accepts() {
-    let sample = json("samples/logic-app-action.json");
+/// The one action of a Logic App action sample.
+fn sample_action(path: &str) -> (String, Value) {
+    let sample = json(path);
     let actions = sample.as_object().unwrap();
-    assert_eq!(actions.len(), 1);
+    assert_eq!(actions.len(), 1, "{path}");
     let (name, action) = actions.iter().next().unwrap();
-    let used = check_gateway_action(name, action);
+    (name.clone(), action.clone())
+}
+
+#[test]
+fn logic_app_actions_send_what_the_gateway_accepts_in_both_modes() {
+    // CALLER_AUTH=function-key (the default): the function key only, no app registration needed.
+    let (name, key_only) = sample_action("samples/logic-app-action.json");
+    assert!(key_only["inputs"].get("authentication").is_none(), "{name}");
+    let used = check_gateway_action(&name, &key_only);
+    let expected = BTreeSet::from([
+        "resumeGatewayUrl".to_owned(),
+        "resumeGatewayFunctionKey".to_owned(),
+    ]);
+    assert_eq!(used, expected);
+
+    // CALLER_AUTH=entra: the same call, plus the Logic App's managed identity token.
+    let (entra_name, entra) = sample_action("samples/logic-app-action-entra.json");
+    assert_eq!(entra_name, name);
+    let used = check_gateway_action(&entra_name, &entra);
     assert_eq!(used.len(), 3, "url, function key and audience: {used:?}");
+    let mut without_token = entra.clone();
+    without_token["inputs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authentication");
+    assert_eq!(
+        without_token, key_only,
+        "the two samples differ only in authentication"
+    );
+}
+
+/// The README's fenced blocks, without their fences.
+fn readme_blocks() -> Vec<String> {
+    let readme = text("README.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.starts_with("```")) {
+            (None, true) => current = Some(String::new()),
+            (Some(block), true) => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), false) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn readme_shows_the_logic_app_samples_as_they_are() {
+    let blocks = readme_blocks();
+    for sample in [
+        "samples/logic-app-action.json",
+        "samples/logic-app-action-entra.json",
+    ] {
+        let file = text(sample);
+        assert!(
+            blocks.contains(&file),
+            "the README must show {sample} verbatim, in a fenced block of its own"
+        );
+    }
+    let readme = text("README.md");
+    for stale in ["tracked in a separate issue", "\"queries\": { \"code\""] {
+        assert!(!readme.contains(stale), "README still says {stale:?}");
+    }
 }
 
 #[test]
@@ -320,6 +399,12 @@ fn logic_app_workflow_receives_a_callout_and_hands_it_to_the_gateway() {
     assert!(
         actions.values().all(|a| a["type"] != "Response"),
         "the workflow must not hold Lifecycle Workflows' call open"
+    );
+    // The key is a secret: the workflow definition language's SecureString hides it from run
+    // history and the designer.
+    assert_eq!(
+        definition["parameters"]["resumeGatewayFunctionKey"]["type"],
+        "SecureString"
     );
     let declared: BTreeSet<String> = definition["parameters"]
         .as_object()

@@ -692,3 +692,121 @@ fn a_bad_setting_stops_at_once_with_one_line_naming_it() {
         assert_stops_on_bad_setting(&env, setting, value, Duration::from_secs(1));
     }
 }
+
+/// Each mistake a person makes on a first try is answered with its local cause.
+#[tokio::test]
+async fn first_try_mistakes_are_answered_with_their_local_cause() {
+    let gw = Gateway::start(&[("RESUME_DRY_RUN".into(), "true".into())]).await;
+    // As curl sends it: Content-Length always, 0 for an empty body (hyper would leave it out).
+    let post = |body: String, headers: &[(&'static str, &'static str)]| {
+        let mut req = gw
+            .client
+            .post(gw.url("/api/function-resume"))
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+
+    // `curl -d @mistyped-path` sends Content-Length: 0.
+    let (status, _, problem) = answer(post(String::new(), &[]).await.unwrap()).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["detail"], "The request body is empty.");
+    let remedy = problem["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("-d @FILE") && remedy.contains("path"),
+        "{remedy}"
+    );
+    assert!(!problem.to_string().contains("chunked"), "{problem}");
+
+    // Content-Length: 0 through the host is still the caller's own empty body.
+    let (status, _, problem) = answer(
+        post(
+            String::new(),
+            &[("x-azure-functions-invocationid", "inv-empty")],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["detail"], "The request body is empty.");
+
+    // No Content-Length, as the host's legacy forwarding sends a chunked request it dropped:
+    // the forwarding may be at fault, and that is explained.
+    let empty_stream: Vec<Result<Vec<u8>, std::io::Error>> = vec![];
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .header("x-azure-functions-invocationid", "inv-chunked")
+        .body(reqwest::Body::wrap_stream(tokio_stream_iter(empty_stream)))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("chunked"),
+        "{problem}"
+    );
+
+    // The trigger body posted as is.
+    let raw = std::fs::read_to_string("samples/callout.json").unwrap();
+    let (status, _, problem) = answer(post(raw, &[]).await.unwrap()).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["field"], "data");
+    assert!(
+        problem["detail"].as_str().unwrap().contains(
+            r#"wrap it as {"operationStatus":"completed" or "failed","callout":<the trigger body>}"#
+        ),
+        "{problem}"
+    );
+
+    // No target at all: all three forms are named.
+    let (status, _, problem) = answer(
+        post(r#"{"operationStatus":"completed"}"#.into(), &[])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    for form in [
+        "`callout`",
+        "`callbackUriPath`",
+        "`workflowId` + `taskId` + `taskProcessingResultId`",
+    ] {
+        assert!(detail.contains(form), "{detail}");
+    }
+}
+
+#[tokio::test]
+async fn a_port_in_use_names_the_setting_that_chose_it() {
+    install_crypto();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (mut child, output) = spawn(&[("RESUME_DRY_RUN".into(), "true".into())], port);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still running with its port taken"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    output.wait_closed(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1));
+    let stderr = output.stderr().join("\n");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}"))
+            && stderr.contains("set FUNCTIONS_CUSTOMHANDLER_PORT to a free port"),
+        "{stderr}"
+    );
+}

@@ -17,14 +17,20 @@ fn text(path: &str) -> String {
 }
 
 #[test]
-fn host_json_starts_the_handler_with_forwarding() {
+fn host_json_starts_the_handler_with_proxying() {
     let host = json("host.json");
     assert_eq!(host["version"], "2.0");
     assert_eq!(
         host["customHandler"]["description"]["defaultExecutablePath"],
         "handler"
     );
-    assert_eq!(host["customHandler"]["enableForwardingHttpRequest"], true);
+    // Proxying streams the caller's request as it came; the legacy forwarding drops chunked bodies.
+    assert_eq!(host["customHandler"]["enableProxyingHttpRequest"], true);
+    assert!(
+        host["customHandler"]
+            .get("enableForwardingHttpRequest")
+            .is_none()
+    );
     assert_eq!(
         host["extensionBundle"]["id"],
         "Microsoft.Azure.Functions.ExtensionBundle"
