@@ -268,7 +268,7 @@ impl GatewayError {
                     "shutting-down",
                     "The gateway is stopping",
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "The gateway is stopping and has less time left than a resume may take (RESUME_DEADLINE_SECONDS), so this request was not started. Nothing was sent to Graph.".into(),
+                    "The gateway is stopping, and this request was not started: its body was still arriving, or less time is left than a resume may take (RESUME_DEADLINE_SECONDS). Nothing was sent to Graph.".into(),
                 )
                 .remedy("Send the same request again after Retry-After: another instance, or this one restarted, takes it.");
                 p.retry_after = Some(BUSY_RETRY_AFTER);

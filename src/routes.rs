@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -34,7 +35,15 @@ pub struct AppState {
     pub dedupe: Arc<Deduplicator>,
     /// Set with `CALLER_AUTH=entra`: every resume must carry an allowed caller's token.
     pub callers: Option<Authenticator>,
+    /// Set when the gateway starts stopping (to when the drain ends): a body still arriving
+    /// then is not waited for.
+    pub stopping: watch::Receiver<Option<Instant>>,
 }
+
+/// After a shutdown request, how long a body already on its way gets to arrive: bytes sent
+/// before the signal are in within moments on the loopback; a body that has stalled is not
+/// waited for, so that it cannot hold the shutdown.
+const BODY_GRACE_WHEN_STOPPING: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The gateway's routes: readiness at `/`; for each function, forwarded and proxied requests
 /// at its route (`/api/function-resume`) and the host's JSON invocations at `/<FunctionName>`.
@@ -233,14 +242,9 @@ async fn handle(
         return Err((empty(), None));
     }
     check_content_type(headers).map_err(|e| (e, None))?;
-    let bytes = read_body(
-        declared,
-        body,
-        MAX_BODY_BYTES,
-        (started, state.resumer.deadline()),
-    )
-    .await
-    .map_err(|e| (e, None))?;
+    let bytes = read_body(state, declared, body, MAX_BODY_BYTES, started)
+        .await
+        .map_err(|e| (e, None))?;
     if bytes.is_empty() {
         return Err((empty(), None));
     }
@@ -263,8 +267,8 @@ async fn handle(
 /// A JSON invocation from the host: unwrap the request, run it like a forwarded one, and wrap
 /// the answer as the `res` output. Always HTTP 200: the real status is `res.statusCode`.
 async fn invoke(State(state): State<Arc<AppState>>, outer: HeaderMap, body: Body) -> Response {
-    let budget = (Instant::now(), state.resumer.deadline());
-    let answer = match read_body(None, body, MAX_INVOCATION_BYTES, budget).await {
+    let read = read_body(&state, None, body, MAX_INVOCATION_BYTES, Instant::now());
+    let answer = match read.await {
         Ok(payload) => invocation_answer(state, &outer, &payload).await,
         Err(e) => e.into_response(),
     };
@@ -295,8 +299,8 @@ async fn resume_or_invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let budget = (Instant::now(), state.resumer.deadline());
-    let bytes = match read_body(None, body, MAX_INVOCATION_BYTES, budget).await {
+    let read = read_body(&state, None, body, MAX_INVOCATION_BYTES, Instant::now());
+    let bytes = match read.await {
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
@@ -337,20 +341,33 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-/// Reads at most `limit` bytes within the request's deadline (`(started, deadline)`: a body that
-/// trickles in must not hold a connection and its buffer longer than a resume may take),
-/// refusing early when `Content-Length` already says more.
+/// Reads at most `limit` bytes within the request's deadline from `started` (a body that
+/// trickles in must not hold a connection and its buffer longer than a resume may take), and
+/// only briefly once the gateway is stopping; refuses early when `Content-Length` already says
+/// more.
 async fn read_body(
+    state: &AppState,
     declared: Option<u64>,
     body: Body,
     limit: usize,
-    (started, deadline): (Instant, std::time::Duration),
+    started: Instant,
 ) -> Result<axum::body::Bytes, GatewayError> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::TooLarge(limit));
     }
+    let deadline = state.resumer.deadline();
     let read = tokio::time::timeout_at(started + deadline, axum::body::to_bytes(body, limit));
-    let Ok(read) = read.await else {
+    let mut stopping = state.stopping.clone();
+    let stalled = async move {
+        let _ = stopping.wait_for(Option::is_some).await;
+        tokio::time::sleep(BODY_GRACE_WHEN_STOPPING).await;
+    };
+    let read = tokio::select! {
+        biased;
+        read = read => read,
+        () = stalled => return Err(GatewayError::ShuttingDown),
+    };
+    let Ok(read) = read else {
         return Err(GatewayError::BodyTimeout(deadline));
     };
     read.map_err(|e| {

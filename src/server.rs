@@ -166,12 +166,14 @@ pub async fn serve(
         }
     };
     let dedupe = Arc::new(Deduplicator::default());
+    let stopping = watch::channel(None).0;
     let state = Arc::new(AppState {
         resumer: Arc::new(Resumer::new(&config, tokens)),
         dedupe: Arc::clone(&dedupe),
         callers,
+        stopping: stopping.subscribe(),
     });
-    let connections = Connections::new(router(state, &functions), config.deadline);
+    let connections = Connections::new(router(state, &functions), config.deadline, stopping);
 
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -262,12 +264,12 @@ enum Service {
 }
 
 impl Connections {
-    fn new(app: Router, deadline: Duration) -> Self {
+    fn new(app: Router, deadline: Duration, stopping: watch::Sender<Option<Instant>>) -> Self {
         Self {
             app,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             reserve: Arc::new(Semaphore::new(READINESS_RESERVE)),
-            stopping: watch::channel(None).0,
+            stopping,
             deadline,
         }
     }

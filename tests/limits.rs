@@ -144,6 +144,40 @@ async fn a_half_sent_request_and_idle_connections_do_not_hold_shutdown() {
 }
 
 #[tokio::test]
+async fn a_half_sent_body_is_answered_503_at_shutdown_not_waited_for() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let mut gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let mut half = connect(&gw).await;
+    half.write_all(b"POST /api/function-resume HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"operationStatus\":")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = Instant::now();
+    gw.terminate();
+    let (status, text) = raw_answer(&mut half).await.unwrap();
+    let answered = stopped.elapsed();
+    let exit = gw.wait_exit(Duration::from_secs(30)).await;
+    let took = stopped.elapsed();
+    println!(
+        "half-sent body at SIGTERM: answered {status:?} after {answered:?}, exit after {took:?}"
+    );
+    assert_eq!(status, Some(503), "{text}");
+    assert!(
+        text.contains("urn:resume-gateway:problem:shutting-down"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    assert_eq!(exit.code(), Some(0));
+    // The deadline is 60 s: waiting for the body would take that long.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(graph.calls().await, 0);
+}
+
+#[tokio::test]
 async fn slow_heads_are_closed_at_the_head_timeout() {
     let graph = Graph::accepting().await;
     let identity = Identity::start().await;
