@@ -412,6 +412,50 @@ mod tests {
         assert_eq!(r.status(), 200);
     }
 
+    #[tokio::test]
+    async fn an_unauthenticated_caller_costs_no_body() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let settings = [
+            ("RESUME_DRY_RUN", "true"),
+            ("CALLER_AUTH", "entra"),
+            ("CALLER_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("CALLER_AUDIENCES", "api://resume-gateway"),
+            (
+                "CALLER_ALLOWED_APP_IDS",
+                "11111111-2222-3333-4444-555555555555",
+            ),
+            ("CALLER_AUTHORITY", "http://127.0.0.1:9"),
+        ];
+        let config = crate::config::Config::from_lookup(|k| {
+            settings
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let crate::caller_auth::CallerAuth::Entra(callers) = config.caller_auth.clone() else {
+            panic!("entra expected")
+        };
+        let tokens = Arc::new(crate::credential::TokenSource::from_config(&config).unwrap());
+        let state = Arc::new(AppState {
+            resumer: Arc::new(Resumer::new(&config, tokens)),
+            dedupe: Arc::new(Deduplicator::default()),
+            callers: Some(Authenticator::start(callers)),
+            stopping: watch::channel(None).1,
+        });
+        let taken = std::sync::atomic::AtomicBool::new(false);
+        let response = answer(state, HeaderMap::new(), || {
+            taken.store(true, std::sync::atomic::Ordering::SeqCst);
+            Body::from(r#"{"operationStatus":"completed"}"#)
+        })
+        .await;
+        assert_eq!(response.status(), 401);
+        assert!(
+            !taken.load(std::sync::atomic::Ordering::SeqCst),
+            "the body was taken before the caller was authenticated"
+        );
+    }
+
     #[test]
     fn only_a_short_printable_invocation_id_is_used() {
         let mut h = HeaderMap::new();
