@@ -191,6 +191,11 @@ impl Problem {
         }
     }
 
+    fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     fn remedy(mut self, remedy: impl Into<String>) -> Self {
         self.remedy = Some(remedy.into());
         self
@@ -341,28 +346,22 @@ impl GatewayError {
             )
             .remedy("Send the request again; report the invocation id if it repeats."),
             Self::Caller(e) => caller_problem(e),
-            Self::AtCapacity(cap) => {
-                let mut p = Problem::new(
-                    "at-capacity",
-                    "The gateway has too many connections open",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("The gateway already serves {cap} connections; this one is answered only at / (readiness). Nothing was sent to Graph."),
-                )
-                .remedy("Send the same request again after Retry-After; if this repeats, the instance needs more instances to share the load (scale out).");
-                p.retry_after = Some(BUSY_RETRY_AFTER);
-                p
-            }
-            Self::ShuttingDown => {
-                let mut p = Problem::new(
-                    "shutting-down",
-                    "The gateway is stopping",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The gateway is stopping, and this request was not started: its body was still arriving, or less time is left than a resume may take (RESUME_DEADLINE_SECONDS). Nothing was sent to Graph.".into(),
-                )
-                .remedy("Send the same request again after Retry-After: another instance, or this one restarted, takes it.");
-                p.retry_after = Some(BUSY_RETRY_AFTER);
-                p
-            }
+            Self::AtCapacity(cap) => Problem::new(
+                "at-capacity",
+                "The gateway has too many connections open",
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The gateway already serves {cap} connections; this one is answered only at / (readiness). Nothing was sent to Graph."),
+            )
+            .remedy("Send the same request again after Retry-After; if this repeats, the instance needs more instances to share the load (scale out).")
+            .retry_after(BUSY_RETRY_AFTER),
+            Self::ShuttingDown => Problem::new(
+                "shutting-down",
+                "The gateway is stopping",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway is stopping, and this request was not started: its body was still arriving, or less time is left than a resume may take (RESUME_DEADLINE_SECONDS). Nothing was sent to Graph.".into(),
+            )
+            .remedy("Send the same request again after Retry-After: another instance, or this one restarted, takes it.")
+            .retry_after(BUSY_RETRY_AFTER),
         }
     }
 }

@@ -9,15 +9,23 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+/// The gateway with Graph accepting every resume, and `extra` settings.
+async fn started(extra: &[(&str, &str)]) -> (Graph, Identity, Gateway) {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let mut env = env_for(&graph, &identity);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let gw = Gateway::start(&env).await;
+    (graph, identity, gw)
+}
+
 async fn connect(gw: &Gateway) -> TcpStream {
     TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap()
 }
 
 #[tokio::test]
 async fn sigterm_answers_every_request_received_even_those_not_yet_accepted() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let mut gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (graph, _identity, mut gw) = started(&[]).await;
     let mut streams = Vec::new();
     for n in 0..150 {
         let mut s = connect(&gw).await;
@@ -77,9 +85,7 @@ fn signal(gw: &Gateway, name: &str) {
 
 #[tokio::test]
 async fn sigterm_answers_connections_still_in_the_listen_backlog() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let mut gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (graph, _identity, mut gw) = started(&[]).await;
     // Paused, the gateway accepts nothing: the kernel queues these whole requests, and SIGTERM
     // is pending when it runs again.
     signal(&gw, "-STOP");
@@ -117,9 +123,7 @@ async fn sigterm_answers_connections_still_in_the_listen_backlog() {
 
 #[tokio::test]
 async fn a_half_sent_request_and_idle_connections_do_not_hold_shutdown() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let mut gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (_graph, _identity, mut gw) = started(&[]).await;
     let mut half = connect(&gw).await;
     half.write_all(b"POST /api/function-resume HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
         .await
@@ -145,9 +149,7 @@ async fn a_half_sent_request_and_idle_connections_do_not_hold_shutdown() {
 
 #[tokio::test]
 async fn a_half_sent_body_is_answered_503_at_shutdown_not_waited_for() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let mut gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (graph, _identity, mut gw) = started(&[]).await;
     let mut half = connect(&gw).await;
     half.write_all(b"POST /api/function-resume HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"operationStatus\":")
         .await
@@ -179,9 +181,7 @@ async fn a_half_sent_body_is_answered_503_at_shutdown_not_waited_for() {
 
 #[tokio::test]
 async fn slow_heads_are_closed_at_the_head_timeout() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (_graph, _identity, gw) = started(&[]).await;
     let started = Instant::now();
     let mut silent = connect(&gw).await;
     let mut slow = connect(&gw).await;
@@ -219,11 +219,7 @@ async fn slow_heads_are_closed_at_the_head_timeout() {
 
 #[tokio::test]
 async fn a_body_that_stalls_is_answered_408_at_the_request_deadline() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let mut env = env_for(&graph, &identity);
-    env.push(("RESUME_DEADLINE_SECONDS".into(), "2".into()));
-    let gw = Gateway::start(&env).await;
+    let (graph, _identity, gw) = started(&[("RESUME_DEADLINE_SECONDS", "2")]).await;
     let mut stalled = connect(&gw).await;
     let started = Instant::now();
     stalled
@@ -249,9 +245,7 @@ async fn a_body_that_stalls_is_answered_408_at_the_request_deadline() {
 async fn at_the_connection_cap_readiness_is_still_answered() {
     const MAX_CONNECTIONS: usize = 1024;
     const READINESS_RESERVE: usize = 16;
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (graph, _identity, gw) = started(&[]).await;
     let mut held = Vec::new();
     for _ in 0..MAX_CONNECTIONS {
         held.push(connect(&gw).await);
@@ -326,9 +320,7 @@ fn assert_logs_bounded_without(gw: &Gateway, text: &str) {
 
 #[tokio::test]
 async fn huge_names_ids_and_methods_are_not_echoed() {
-    let graph = Graph::accepting().await;
-    let identity = Identity::start().await;
-    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    let (graph, _identity, gw) = started(&[]).await;
 
     // An unknown field name of 900 KB.
     let name = format!("x{}", "y".repeat(900 * 1024));
