@@ -15,7 +15,7 @@ use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
 use crate::dedupe::DedupeError;
 use crate::echo;
 use crate::graph::{GetError, GraphFailure};
-use crate::resume::{ResumeError, Unavailable};
+use crate::resume::{ReadBack, ResumeError, Unavailable};
 
 /// Prefix of every problem `type`; the README lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
@@ -463,7 +463,45 @@ fn resume_problem(error: &ResumeError) -> Problem {
                 .with("clientRequestId", client_request_id)
                 .with("retryAfterSeconds", retry_after.as_secs())
         }
+        ResumeError::HeldOtherwise {
+            held,
+            read,
+            attempts,
+            client_request_id,
+            ..
+        } => with_read(
+            Problem::new(
+                "graph-holds-other-status",
+                "Graph already holds another final status for this task",
+                StatusCode::CONFLICT,
+                format!("{error}: the resume was refused or went unanswered, and reading the task processing result shows it is no longer waiting."),
+            )
+            .remedy(format!(
+                "A task is resumed once. It ended as {held}, by another request (another branch of the Logic App, a retry on another instance) or by the extension's timeout; check the workflow's run history. Do not retry this request."
+            ))
+            .with("processingStatus", held),
+            read,
+        )
+        .with("attempts", attempts)
+        .with("clientRequestId", client_request_id),
+        ResumeError::Unsettled { error, read } => with_read(resume_problem(error), read),
     }
+}
+
+/// The answer the gateway would have given without the read, with what the read found in
+/// `graph.read` (the problem's `graph` member is created when the failure had none).
+fn with_read(mut problem: Problem, read: &ReadBack) -> Problem {
+    let Ok(read) = serde_json::to_value(read) else {
+        return problem;
+    };
+    let graph = problem
+        .extensions
+        .entry("graph")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(graph) = graph {
+        graph.insert("read".into(), read);
+    }
+    problem
 }
 
 fn identity_problem(e: &CredentialError) -> Problem {

@@ -128,7 +128,7 @@ async fn answer(
     let elapsed_ms = elapsed.as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
-        Ok(outcome) => {
+        Ok((outcome, request)) => {
             let target = &outcome.target;
             tracing::info!(
                 invocation_id = invocation,
@@ -146,6 +146,7 @@ async fn answer(
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
                 already_resumed = outcome.already_resumed,
+                status_reasons = request.reasons_for_log(),
                 "resume {}",
                 if outcome.dry_run.is_some() {
                     "simulated (dry run)"
@@ -155,11 +156,22 @@ async fn answer(
                     "accepted by Graph"
                 }
             );
-            let body = Resumed::new(&outcome, elapsed, invocation_id.as_deref());
+            let body = Resumed::new(
+                &outcome,
+                &request.status_reasons,
+                elapsed,
+                invocation_id.as_deref(),
+            );
             json_answer(&body)
         }
         Err((error, request)) => {
-            let problem = error.problem().with("invocationId", &invocation_id);
+            let problem = error.problem().with("invocationId", &invocation_id).with(
+                "statusReasons",
+                request
+                    .as_ref()
+                    .map(|r| &r.status_reasons)
+                    .filter(|r| !r.is_empty()),
+            );
             let target = request.as_ref().map(|r| &r.target);
             let graph = problem.extensions.get("graph");
             let fields = (
@@ -185,6 +197,7 @@ async fn answer(
                         caller_app_id,
                         caller_object_id,
                         elapsed_ms,
+                        status_reasons = request.as_ref().and_then(ResumeRequest::reasons_for_log),
                         "resume not done: {}",
                         problem.detail
                     )
@@ -229,7 +242,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<Outcome, Failure> {
+) -> Result<(Outcome, ResumeRequest), Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -258,7 +271,7 @@ async fn handle(
         .run(&request.target, request.status, resume)
         .await;
     match shared {
-        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Ok(outcome)) => Ok((outcome, request)),
         Ok(Err(e)) => Err((e.into(), Some(request))),
         Err(e) => Err((GatewayError::Conflict(e), Some(request))),
     }
