@@ -578,7 +578,6 @@ mod tests {
                     url: "https://graph.microsoft.com/v1.0/x".into(),
                     body: crate::graph::ResumeBody::new(
                         OperationStatus::Completed,
-                        vec![],
                         "resume-gateway".into(),
                     ),
                 });
