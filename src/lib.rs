@@ -24,6 +24,7 @@ pub mod jwks;
 pub mod logging;
 pub mod ops;
 pub mod problem;
+pub mod pruned;
 pub mod resume;
 pub mod resume_path;
 pub mod routes;

@@ -258,9 +258,11 @@ async fn invalid_input_is_refused_with_a_problem_and_no_graph_call() {
         "urn:resume-gateway:problem:invalid-request"
     );
 
-    // Deeply nested JSON is refused, not recursed into.
+    // Deeply nested JSON is never recursed into: where the gateway does not read (here, inside
+    // a callout that is not an object), it is skipped whatever its depth, and the answer names
+    // the real fault.
     let deep = format!(
-        "{{\"callout\":{}{}}}",
+        "{{\"operationStatus\":\"completed\",\"callout\":{}{}}}",
         "[".repeat(200_000),
         "]".repeat(200_000)
     );
@@ -274,13 +276,28 @@ async fn invalid_input_is_refused_with_a_problem_and_no_graph_call() {
         .unwrap();
     let (status, _, problem) = answer(r).await;
     assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["field"], "callout", "{problem}");
     assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("recursion limit"),
+        problem["detail"].as_str().unwrap().contains("not an array"),
         "{problem}"
     );
+    // Where it reads, only as deep as it reads: the rest is skipped, and the field named.
+    let deep = format!(
+        "{{\"operationStatus\":\"completed\",\"statusReasons\":{}{}}}",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    let r = gw
+        .client
+        .post(gw.url("/api/function-resume"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, problem) = answer(r).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["field"], "statusReasons[0]", "{problem}");
 
     // 415 for a non-JSON content type, and for none.
     let r = gw

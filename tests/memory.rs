@@ -91,3 +91,34 @@ async fn a_4_mib_invocation_envelope_costs_at_most_four_times_its_size() {
         "resident grew {rss_growth} bytes over 99 more requests"
     );
 }
+
+#[tokio::test]
+async fn a_1_mib_forwarded_body_costs_at_most_four_times_its_size() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let gw = Gateway::start(&env_for(&graph, &identity)).await;
+    // The callout's subject full of tiny objects: more brackets than the fast path takes, so
+    // the complete parser reads it, as it does any body with an escape.
+    let mut callout = callout(WORKFLOW, TASK, &result_id(92_000));
+    callout["data"]["subject"]["extra"] = serde_json::from_str(&tiny_objects(148_000)).unwrap();
+    let body = json!({"operationStatus": "completed", "callout": callout}).to_string();
+    let size = body.len() as u64;
+    assert!(size > MIB * 9 / 10 && size <= MIB, "{size}");
+    let (peak_growth, rss_growth, peak) =
+        growth(&gw, "/api/function-resume", &body, 100, 200).await;
+    println!(
+        "forwarded body of {:.2} MiB, 100 times: peak RSS grew {:.1} MiB over the warm gateway (to {:.1} MiB), resident after the 100th {:+.1} MiB from after the first",
+        size as f64 / MIB as f64,
+        peak_growth as f64 / MIB as f64,
+        peak as f64 / MIB as f64,
+        rss_growth as f64 / MIB as f64
+    );
+    assert!(
+        peak_growth <= 4 * size,
+        "peak grew {peak_growth} bytes for a {size}-byte body"
+    );
+    assert!(
+        rss_growth <= 5_000_000,
+        "resident grew {rss_growth} bytes over 99 more requests"
+    );
+}
