@@ -55,6 +55,28 @@ async fn growth(
     )
 }
 
+/// Sends `body` 100 times, prints the figures, and holds them to the bounds: peak growth at
+/// most 4 × the body, resident growth after the first at most 5 MB.
+async fn bounded(gw: &Gateway, what: &str, path: &str, body: &str) {
+    let size = body.len() as u64;
+    let (peak_growth, rss_growth, peak) = growth(gw, path, body, 100, 200).await;
+    println!(
+        "{what} of {:.2} MiB, 100 times: peak RSS grew {:.1} MiB over the warm gateway (to {:.1} MiB), resident after the 100th {:+.1} MiB from after the first",
+        size as f64 / MIB as f64,
+        peak_growth as f64 / MIB as f64,
+        peak as f64 / MIB as f64,
+        rss_growth as f64 / MIB as f64
+    );
+    assert!(
+        peak_growth <= 4 * size,
+        "peak grew {peak_growth} bytes for a {size}-byte {what}"
+    );
+    assert!(
+        rss_growth <= 5_000_000,
+        "resident grew {rss_growth} bytes over 99 more requests"
+    );
+}
+
 #[tokio::test]
 async fn a_4_mib_invocation_envelope_costs_at_most_four_times_its_size() {
     let graph = Graph::accepting().await;
@@ -73,23 +95,7 @@ async fn a_4_mib_invocation_envelope_costs_at_most_four_times_its_size() {
     .to_string();
     let size = envelope.len() as u64;
     assert!(size > 3 * MIB && size <= 4 * MIB, "{size}");
-    let (peak_growth, rss_growth, peak) =
-        growth(&gw, "/function-resume", &envelope, 100, 200).await;
-    println!(
-        "JSON invocation of {:.2} MiB, 100 times: peak RSS grew {:.1} MiB over the warm gateway (to {:.1} MiB), resident after the 100th {:+.1} MiB from after the first",
-        size as f64 / MIB as f64,
-        peak_growth as f64 / MIB as f64,
-        peak as f64 / MIB as f64,
-        rss_growth as f64 / MIB as f64
-    );
-    assert!(
-        peak_growth <= 4 * size,
-        "peak grew {peak_growth} bytes for a {size}-byte envelope"
-    );
-    assert!(
-        rss_growth <= 5_000_000,
-        "resident grew {rss_growth} bytes over 99 more requests"
-    );
+    bounded(&gw, "JSON invocation", "/function-resume", &envelope).await;
 }
 
 #[tokio::test]
@@ -104,21 +110,5 @@ async fn a_1_mib_forwarded_body_costs_at_most_four_times_its_size() {
     let body = json!({"operationStatus": "completed", "callout": callout}).to_string();
     let size = body.len() as u64;
     assert!(size > MIB * 9 / 10 && size <= MIB, "{size}");
-    let (peak_growth, rss_growth, peak) =
-        growth(&gw, "/api/function-resume", &body, 100, 200).await;
-    println!(
-        "forwarded body of {:.2} MiB, 100 times: peak RSS grew {:.1} MiB over the warm gateway (to {:.1} MiB), resident after the 100th {:+.1} MiB from after the first",
-        size as f64 / MIB as f64,
-        peak_growth as f64 / MIB as f64,
-        peak as f64 / MIB as f64,
-        rss_growth as f64 / MIB as f64
-    );
-    assert!(
-        peak_growth <= 4 * size,
-        "peak grew {peak_growth} bytes for a {size}-byte body"
-    );
-    assert!(
-        rss_growth <= 5_000_000,
-        "resident grew {rss_growth} bytes over 99 more requests"
-    );
+    bounded(&gw, "forwarded body", "/api/function-resume", &body).await;
 }
