@@ -131,7 +131,7 @@ pub enum GetError {
 }
 
 impl GraphFailure {
-    fn without_answer(message: String) -> Self {
+    pub(crate) fn without_answer(message: String) -> Self {
         Self {
             status: None,
             code: None,

@@ -15,7 +15,8 @@ use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
 use crate::dedupe::DedupeError;
 use crate::echo;
 use crate::graph::{GetError, GraphFailure};
-use crate::resume::{ReadBack, ResumeError, Unavailable};
+use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
+use crate::scope::{READ_PERMISSION, ScopeError};
 
 /// Prefix of every problem `type`; the README lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
@@ -61,6 +62,8 @@ pub enum GatewayError {
     ShuttingDown,
     #[error(transparent)]
     Caller(#[from] CallerAuthError),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
 }
 
 /// What a client refused for capacity or shutdown should wait before trying again: either
@@ -362,6 +365,7 @@ impl GatewayError {
             )
             .remedy("Send the same request again after Retry-After: another instance, or this one restarted, takes it.")
             .retry_after(BUSY_RETRY_AFTER),
+            Self::Scope(e) => scope_problem(e),
         }
     }
 }
@@ -416,6 +420,78 @@ fn caller_problem(error: &CallerAuthError) -> Problem {
             .remedy("Nothing is lost: send the same request again after Retry-After. If it persists, check that the Function App can reach CALLER_AUTHORITY (outbound network, DNS) and that CALLER_TENANT_ID is right.");
             p.retry_after = Some(*retry_after);
             p.with("retryAfterSeconds", retry_after.as_secs().max(1))
+        }
+    }
+}
+
+fn scope_problem(error: &ScopeError) -> Problem {
+    let refused = |title| {
+        Problem::new(
+            "caller-not-authorized-for-extension",
+            title,
+            StatusCode::FORBIDDEN,
+            format!("{error} Nothing was sent to Graph's resume."),
+        )
+    };
+    match error {
+        ScopeError::NotAuthorized { caller_app_id, extension_id } => refused("The caller is not authorized for this task's custom task extension")
+            .remedy(format!(
+                "Either add app id {caller_app_id} to the authorizedApps of custom task extension {extension_id} \
+                 (Entra admin center: Lifecycle workflows, Custom extensions, the extension, Authorized apps; \
+                 the gateway re-reads a refused extension at most once a minute, so the grant works on a retry within a minute), \
+                 or send this resume from a caller that is already listed there (the Logic App the extension calls)."
+            ))
+            .with("callerAppId", caller_app_id)
+            .with("extensionId", extension_id.as_str()),
+        ScopeError::ExtensionNotFound { caller_app_id, extension_id } => refused("The task's custom task extension does not exist")
+            .remedy("Check the task's customTaskExtensionID argument in its workflow; a task whose extension was deleted cannot be resumed through the gateway.")
+            .with("callerAppId", caller_app_id)
+            .with("extensionId", extension_id.as_str()),
+        ScopeError::NoExtension { caller_app_id, .. } => refused("The task runs no custom task extension")
+            .remedy("Under CALLER_SCOPE=extension only tasks that run a custom task extension can be resumed; check that the callout or ids name the task that called the Logic App.")
+            .with("callerAppId", caller_app_id),
+        ScopeError::ReadRefused { failure, .. } => match failure.status {
+            Some(401 | 403) => Problem::new(
+                "authorization-read-forbidden",
+                "The gateway may not read the task or its extension",
+                StatusCode::FAILED_DEPENDENCY,
+                format!("{error}. Without that read the caller cannot be checked, so nothing was sent to Graph's resume."),
+            )
+            .remedy(format!(
+                "Grant the gateway's identity the Microsoft Graph application permission {READ_PERMISSION} \
+                 (scripts/grant.sh --read), which CALLER_SCOPE=extension needs to read tasks and extensions; \
+                 or set CALLER_SCOPE=tenant to let every allowed caller resume any task the gateway's identity may resume."
+            )),
+            _ => Problem::new(
+                "authorization-read-rejected",
+                "Graph refused the read of the task or its extension",
+                StatusCode::FAILED_DEPENDENCY,
+                format!("{error}. Nothing was sent to Graph's resume."),
+            )
+            .remedy("Check the workflow, task and taskProcessingResult ids (pass the callout unchanged); this answer will not change on retry."),
+        }
+        .with("graph", failure),
+        ScopeError::ReadUnavailable { last, attempts, .. } => {
+            let wait = last
+                .as_ref()
+                .and_then(|f| f.retry_after)
+                .map_or(DEFAULT_RETRY_AFTER, |d| d.max(Duration::from_secs(1)));
+            let mut p = Problem::new(
+                "authorization-unavailable",
+                "The gateway could not check the caller against the task's extension",
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{error}. Nothing was sent to Graph's resume."),
+            )
+            .remedy("Nothing is lost: the task is still waiting. Send the same request again after Retry-After; if it persists, check Graph's service health.")
+            .with("graph", last)
+            .with("attempts", attempts);
+            p.retry_after = Some(wait);
+            p.with("retryAfterSeconds", wait.as_secs())
+        }
+        ScopeError::Identity(e) => {
+            let mut p = identity_problem(e);
+            p.retry_after = Some(DEFAULT_RETRY_AFTER);
+            p.with("retryAfterSeconds", DEFAULT_RETRY_AFTER.as_secs())
         }
     }
 }
@@ -657,6 +733,62 @@ mod tests {
             assert!(p.detail.contains("Insufficient privileges"));
             assert!(p.detail.contains(&status.to_string()));
         }
+    }
+
+    #[test]
+    fn scope_refusals_name_the_caller_the_extension_and_the_fixes() {
+        let ext = crate::ids::Guid::parse("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b").unwrap();
+        let p = GatewayError::from(ScopeError::NotAuthorized {
+            caller_app_id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".into(),
+            extension_id: ext,
+        })
+        .problem();
+        assert_eq!(
+            (p.status, p.slug()),
+            (403, "caller-not-authorized-for-extension")
+        );
+        for text in [&p.detail, p.remedy.as_ref().unwrap()] {
+            assert!(
+                text.contains("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
+                "{text}"
+            );
+            assert!(
+                text.contains("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"),
+                "{text}"
+            );
+        }
+        assert!(p.remedy.unwrap().contains("authorizedApps"));
+        let failure = |status| GraphFailure {
+            status: Some(status),
+            code: Some("Forbidden".into()),
+            message: "no".into(),
+            request_id: None,
+            retry_after: Some(Duration::from_secs(4)),
+            throttle_scope: None,
+        };
+        let read = |status| {
+            GatewayError::from(ScopeError::ReadRefused {
+                what: "/identityGovernance/lifecycleWorkflows/customTaskExtensions/x".into(),
+                failure: Box::new(failure(status)),
+            })
+            .problem()
+        };
+        let p = read(403);
+        assert_eq!((p.status, p.slug()), (424, "authorization-read-forbidden"));
+        let remedy = p.remedy.unwrap();
+        assert!(
+            remedy.contains("LifecycleWorkflows.Read.All")
+                && remedy.contains("CALLER_SCOPE=tenant")
+        );
+        assert_eq!(read(404).slug(), "authorization-read-rejected");
+        let r = GatewayError::from(ScopeError::ReadUnavailable {
+            what: "x".into(),
+            last: Some(Box::new(failure(503))),
+            attempts: 3,
+        })
+        .into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "4");
     }
 
     #[test]

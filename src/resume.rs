@@ -18,7 +18,7 @@ use crate::resume_path::ResumeTarget;
 /// No single Graph attempt may take longer than this, so a hung connection leaves time to retry.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a 503 asks the caller to wait when Graph named no time itself.
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Less of the deadline than this left after the resume, and the reconciling read is skipped:
 /// it could not get an answer, and the caller is owed its answer by the deadline.
 const MIN_READ_BUDGET: Duration = Duration::from_millis(200);
@@ -75,6 +75,9 @@ pub struct Resumed<'a> {
     request: Option<&'a DryRun>,
     #[serde(skip_serializing_if = "Option::is_none")]
     invocation_id: Option<&'a str>,
+    /// With `CALLER_SCOPE=extension`: what allowed this caller (or that the check was skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization: Option<&'a str>,
 }
 
 impl<'a> Resumed<'a> {
@@ -109,7 +112,14 @@ impl<'a> Resumed<'a> {
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             request: outcome.dry_run.as_ref(),
             invocation_id,
+            authorization: None,
         }
+    }
+
+    /// The answer saying how the caller was authorized for this task.
+    pub fn authorized(mut self, how: Option<&'a str>) -> Self {
+        self.authorization = how;
+        self
     }
 }
 
@@ -279,6 +289,11 @@ impl Resumer {
     /// The time budget of one request, from its start to its answer.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// The Graph client resumes go through (its connections serve the other reads too).
+    pub fn graph(&self) -> &GraphClient {
+        &self.graph
     }
 
     /// Also tells `progress` about every wait before a retry (the CLI prints them, so a

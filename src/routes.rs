@@ -15,12 +15,13 @@ use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::caller_auth::{Authenticator, CallerAuthError};
+use crate::caller_auth::{Authenticator, Caller, CallerAuthError};
 use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
 use crate::dedupe::Deduplicator;
 use crate::host::{self, HttpFunction};
 use crate::problem::GatewayError;
 use crate::resume::{Outcome, Resumed, Resumer};
+use crate::scope::Authorizer;
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 /// The host's invocation ids are GUIDs (36 characters); anything longer is not the host's.
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Set when the gateway starts stopping (to when the drain ends): a body still arriving
     /// then is not waited for.
     pub stopping: watch::Receiver<Option<Instant>>,
+    /// Set with `CALLER_SCOPE=extension`: the caller must be authorized by the task's extension.
+    pub scope: Option<Authorizer>,
 }
 
 /// After a shutdown request, how long a body already on its way gets to arrive: bytes sent
@@ -118,7 +121,7 @@ async fn answer(
     let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
     let result = match &auth {
         Ok(_) => {
-            handle(&state, &headers, body(), started)
+            handle(&state, &headers, body(), started, caller)
                 .instrument(span.clone())
                 .await
         }
@@ -128,7 +131,7 @@ async fn answer(
     let elapsed_ms = elapsed.as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
-        Ok((outcome, request)) => {
+        Ok((outcome, request, authorization)) => {
             let target = &outcome.target;
             tracing::info!(
                 invocation_id = invocation,
@@ -146,6 +149,7 @@ async fn answer(
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
                 already_resumed = outcome.already_resumed,
+                authorization = authorization.as_deref(),
                 status_reasons = request.reasons_for_log(),
                 "resume {}",
                 if outcome.dry_run.is_some() {
@@ -161,7 +165,8 @@ async fn answer(
                 &request.status_reasons,
                 elapsed,
                 invocation_id.as_deref(),
-            );
+            )
+            .authorized(authorization.as_deref());
             json_answer(&body)
         }
         Err((error, request)) => {
@@ -236,13 +241,15 @@ fn json_answer(body: &impl serde::Serialize) -> Response {
 
 type Failure = (GatewayError, Option<ResumeRequest>);
 
-/// Request in, validated resume, Graph, outcome.
+/// Request in, validated resume, authorized caller, Graph, outcome (with how the caller was
+/// authorized for the task, under `CALLER_SCOPE=extension`).
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<(Outcome, ResumeRequest), Failure> {
+    caller: Option<&Caller>,
+) -> Result<(Outcome, ResumeRequest, Option<String>), Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -262,6 +269,19 @@ async fn handle(
         return Err((empty(), None));
     }
     let request = ResumeRequest::parse(&bytes).map_err(|e| (e.into(), None))?;
+    // Per request, before the shared resume: a caller never rides on another's authorization.
+    let authorization = match (&state.scope, caller) {
+        (Some(scope), Some(caller)) => {
+            match scope
+                .authorize(&caller.app_id, &request.target, started)
+                .await
+            {
+                Ok(verdict) => Some(verdict.describe()),
+                Err(e) => return Err((e.into(), Some(request))),
+            }
+        }
+        _ => None,
+    };
     let resume = {
         let (resumer, request) = (Arc::clone(&state.resumer), request.clone());
         async move { resumer.resume(&request, started).await }
@@ -271,7 +291,7 @@ async fn handle(
         .run(&request.target, request.status, resume)
         .await;
     match shared {
-        Ok(Ok(outcome)) => Ok((outcome, request)),
+        Ok(Ok(outcome)) => Ok((outcome, request, authorization)),
         Ok(Err(e)) => Err((e.into(), Some(request))),
         Err(e) => Err((GatewayError::Conflict(e), Some(request))),
     }
@@ -455,6 +475,7 @@ mod tests {
             dedupe: Arc::new(Deduplicator::default()),
             callers: Some(Authenticator::start(callers)),
             stopping: watch::channel(None).1,
+            scope: None,
         });
         let taken = std::sync::atomic::AtomicBool::new(false);
         let response = answer(state, HeaderMap::new(), || {

@@ -1579,3 +1579,65 @@ async fn resume_signs_in_before_its_deadline_starts() {
     assert_eq!(graph.calls().await, 1);
     assert!(!ran.all().contains(&token));
 }
+
+#[tokio::test]
+async fn check_says_whether_extension_scope_can_work() {
+    let graph = Graph::start().await;
+    mount_extension(&graph, &[GATEWAY_APP_ID]).await;
+    let listing = |status| {
+        Mock::given(method("GET"))
+            .and(path(
+                "/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions",
+            ))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"value": []})))
+    };
+    listing(403).mount(&graph.server).await;
+    let identity = Identity::start().await;
+    let entra = with(
+        env_for(&graph, &identity),
+        &[
+            ("CALLER_AUTH", "entra"),
+            ("CALLER_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("CALLER_AUDIENCES", "api://resume-gateway"),
+            ("CALLER_ALLOWED_APP_IDS", OTHER_APP),
+        ],
+    );
+
+    // The default scope reads extensions: a refused read fails the check, with both fixes.
+    let ran = handler(&entra, &["check", "--json"]).await;
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    let read = check_named(&ran.json(), "read").clone();
+    assert_eq!(read["status"], "fail", "{read}");
+    assert!(
+        read["detail"]
+            .as_str()
+            .unwrap()
+            .contains("customTaskExtensions")
+    );
+    let remedy = read["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("LifecycleWorkflows.Read.All") && remedy.contains("CALLER_SCOPE=tenant"),
+        "{remedy}"
+    );
+    // The same identity under tenant scope, or without entra, needs no read access.
+    for env in [
+        with(entra.clone(), &[("CALLER_SCOPE", "tenant")]),
+        env_for(&graph, &identity),
+    ] {
+        let ran = handler(&env, &["check", "--extension", EXTENSION, "--json"]).await;
+        assert_eq!(ran.code, 0, "{}", ran.all());
+        assert_eq!(check_named(&ran.json(), "read")["status"], "pass");
+    }
+
+    listing(200).with_priority(1).mount(&graph.server).await;
+    let ran = handler(&entra, &["check", "--extension", EXTENSION, "--json"]).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let read = check_named(&ran.json(), "read").clone();
+    assert_eq!(read["status"], "pass", "{read}");
+    assert!(
+        read["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CALLER_SCOPE=extension can work")
+    );
+}
