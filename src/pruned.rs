@@ -204,6 +204,13 @@ mod tests {
     }
 
     #[test]
+    fn read_scalars_keep_their_values() {
+        let text = r#"{"t": true, "f": false, "n": -1, "u": 7, "x": 1.5, "z": null, "s": "s"}"#;
+        let v = from_str(text, Shape::Object(&[], &Shape::Scalar)).unwrap();
+        assert_eq!(v, serde_json::from_str::<Value>(text).unwrap());
+    }
+
+    #[test]
     fn skipped_content_is_still_checked_as_json_and_escapes_are_decoded_where_read() {
         assert!(object_from_slice(br#"{"other": {"a": [1, }}"#, TOP, &Shape::Scalar).is_err());
         assert!(object_from_slice(br#"{"a": 1} x"#, TOP, &Shape::Scalar).is_err());
