@@ -317,4 +317,14 @@ mod tests {
         assert!(attempt_budget(near) <= Duration::from_secs(2));
         assert_eq!(attempt_budget(Instant::now()), Duration::ZERO);
     }
+
+    #[tokio::test]
+    async fn a_retry_needs_half_a_second_left_after_its_wait() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
+        let wait = |ms| next_wait(Some(Duration::from_millis(ms)), None, deadline);
+        assert_eq!(wait(300), Some(Duration::from_millis(300)));
+        // 600 ms of wait leaves 400 ms: too little for another attempt.
+        assert_eq!(wait(600), None);
+        assert_eq!(wait(2000), None);
+    }
 }

@@ -15,14 +15,13 @@ use serde::Deserialize;
 
 use crate::caller::keys::{KeyCache, KeyError, KeyTiming};
 use crate::config::caller::EntraCallers;
+use crate::request::echo;
 use crate::request::ids::Guid;
 
 /// Tokens longer than this are refused unread; Entra app tokens are one to three kilobytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 300;
-/// Claim values quoted in answers are cut to this many characters.
-const QUOTE_LIMIT: usize = 128;
 
 /// The verified calling identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +35,13 @@ pub struct Caller {
 pub enum CallerAuthError {
     #[error("The request has no Authorization header.")]
     MissingHeader,
-    #[error("The Authorization header uses the {0} scheme, not Bearer.")]
-    WrongScheme(String),
+    /// The scheme's registered name, when it has one: nothing else of the header is repeated,
+    /// since a value without a space after the scheme may be a credential.
+    #[error("The Authorization header uses {}, not Bearer.", match .0 {
+        Some(scheme) => format!("the {scheme} scheme"),
+        None => "another scheme".to_owned(),
+    })]
+    WrongScheme(Option<&'static str>),
     /// The token is not a usable Entra app token; `claim` names what failed.
     #[error("{detail}")]
     InvalidToken { claim: &'static str, detail: String },
@@ -136,7 +140,8 @@ impl Authenticator {
             KeyError::UnknownKid { kid } => CallerAuthError::invalid(
                 "kid",
                 format!(
-                    "The token is signed with key {kid:?}, which is not one of tenant {}'s signing keys: the token was issued by another tenant or cloud, or forged.",
+                    "The token is signed with key {}, which is not one of tenant {}'s signing keys: the token was issued by another tenant or cloud, or forged.",
+                    echo::quoted(&kid),
                     self.settings.tenant_id
                 ),
             ),
@@ -221,7 +226,7 @@ impl Authenticator {
                 "tid",
                 format!(
                     "The token's tenant (tid) {} is not CALLER_TENANT_ID {}.",
-                    claims.tid.as_deref().map_or("(none)".into(), quote_str),
+                    claims.tid.as_deref().map_or("(none)".into(), echo::quoted),
                     s.tenant_id
                 ),
             ));
@@ -281,6 +286,27 @@ impl Authenticator {
     }
 }
 
+/// Authorization schemes a refusal may name: the IANA HTTP Authentication Scheme Registry, and
+/// NTLM and PoP, which Windows and Entra clients send.
+const KNOWN_SCHEMES: [&str; 16] = [
+    "Basic",
+    "Bearer",
+    "Concealed",
+    "Digest",
+    "DPoP",
+    "GNAP",
+    "HOBA",
+    "Mutual",
+    "Negotiate",
+    "NTLM",
+    "OAuth",
+    "PoP",
+    "PrivateToken",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+];
+
 /// The token from `Authorization: Bearer <token>`.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, CallerAuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -296,12 +322,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, CallerAuthError> {
     })?;
     let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        let scheme: String = scheme
-            .chars()
-            .take(16)
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        return Err(CallerAuthError::WrongScheme(scheme));
+        let known = KNOWN_SCHEMES
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(scheme))
+            .copied();
+        return Err(CallerAuthError::WrongScheme(known));
     }
     let token = token.trim();
     if token.is_empty() {
@@ -343,19 +368,40 @@ fn describe(kind: &ErrorKind) -> &'static str {
 
 fn quote(value: &serde_json::Value) -> String {
     match value {
-        serde_json::Value::String(s) => quote_str(s),
-        other => quote_str(&other.to_string()),
+        serde_json::Value::String(s) => echo::quoted(s),
+        other => echo::quoted(&other.to_string()),
     }
-}
-
-fn quote_str(s: &str) -> String {
-    let cut: String = s.chars().take(QUOTE_LIMIT).collect();
-    format!("{cut:?}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GraphCloud;
+    use crate::config::caller::CallerAuth;
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const APP: &str = "11111111-2222-3333-4444-555555555555";
+
+    /// Entra caller settings as `config` reads them, with keys fetched from `authority`.
+    fn entra_settings(authority: &str) -> EntraCallers {
+        let pairs = [
+            ("CALLER_AUTH", "entra"),
+            ("CALLER_TENANT_ID", TENANT),
+            ("CALLER_AUDIENCES", "api://resume-gateway"),
+            ("CALLER_ALLOWED_APP_IDS", APP),
+            ("CALLER_AUTHORITY", authority),
+        ];
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
+        match CallerAuth::from_settings(get, GraphCloud::Global).unwrap() {
+            CallerAuth::Entra(settings) => settings,
+            CallerAuth::FunctionKey => panic!("entra expected"),
+        }
+    }
 
     fn headers(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -372,7 +418,25 @@ mod tests {
         assert_eq!(bearer_token(&headers("bearer a.b.c")), Ok("a.b.c"));
         assert_eq!(
             bearer_token(&headers("Basic dXNlcjpwYXNz")),
-            Err(CallerAuthError::WrongScheme("Basic".into()))
+            Err(CallerAuthError::WrongScheme(Some("Basic")))
+        );
+        // No space after the scheme: the value may be a credential, so none of it is repeated.
+        for secret in [
+            "Basicdxnlcjpwyxnz",
+            "c2VjcmV0LXRva2Vu.eyJ",
+            "Bearer\tsecret",
+        ] {
+            let e = bearer_token(&headers(secret)).unwrap_err();
+            assert_eq!(e, CallerAuthError::WrongScheme(None), "{secret}");
+            let text = e.to_string();
+            assert!(
+                !text.contains("Basicd") && !text.contains("c2Vj") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers("negotiate abc")),
+            Err(CallerAuthError::WrongScheme(Some("Negotiate")))
         );
         assert!(matches!(
             bearer_token(&headers("Bearer ")),
@@ -384,5 +448,67 @@ mod tests {
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
         let e = bearer_token(&headers(&long)).unwrap_err();
         assert!(!e.to_string().contains("aaaa"), "the token is never echoed");
+    }
+
+    #[test]
+    fn a_token_of_exactly_the_limit_is_taken_one_byte_more_is_not() {
+        let exact = "a".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(
+            bearer_token(&headers(&format!("Bearer {exact}"))),
+            Ok(exact.as_str())
+        );
+        let over = format!("Bearer {exact}a");
+        assert!(matches!(
+            bearer_token(&headers(&over)),
+            Err(CallerAuthError::InvalidToken { claim: "token", .. })
+        ));
+    }
+
+    fn claims(
+        scp: Option<&str>,
+        idtyp: Option<&str>,
+        sub: Option<&str>,
+        oid: Option<&str>,
+    ) -> Claims {
+        Claims {
+            iss: format!("https://sts.windows.net/{TENANT}/"),
+            tid: Some(TENANT.into()),
+            appid: Some(APP.into()),
+            azp: None,
+            oid: oid.map(str::to_owned),
+            sub: sub.map(str::to_owned),
+            idtyp: idtyp.map(str::to_owned),
+            scp: scp.map(|s| serde_json::Value::String(s.into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_idtyp_only_a_scopeless_token_that_is_its_own_subject_is_an_app() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let settings = entra_settings("http://127.0.0.1:9");
+        let auth = Authenticator::start(settings);
+        let me = Some("3c4d5e6f-8e1f-4a3c-9b4d-7e6f1a2b3c4d");
+        let other = Some("4d5e6f3c-1f8e-4c3a-8d9b-6f7e2b1a4d3c");
+        let app = auth.check(claims(None, None, me, me)).unwrap();
+        assert_eq!(app.app_id, APP);
+        let is_user = |c: Claims| {
+            matches!(
+                auth.check(c),
+                Err(CallerAuthError::InvalidToken { claim: "idtyp", .. })
+            )
+        };
+        // Delegated scopes make it a user's token, even when sub equals oid.
+        assert!(is_user(claims(Some("User.Read"), None, me, me)));
+        // No scopes, but someone else's subject.
+        assert!(is_user(claims(None, None, other, me)));
+        // No subject at all.
+        assert!(is_user(claims(None, None, None, me)));
+        assert!(is_user(claims(None, None, None, None)));
+        // idtyp decides when present.
+        assert!(is_user(claims(None, Some("user"), me, me)));
+        assert!(
+            auth.check(claims(Some("x"), Some("app"), other, me))
+                .is_ok()
+        );
     }
 }

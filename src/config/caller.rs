@@ -328,4 +328,51 @@ mod tests {
         assert_eq!(e.setting, "CALLER_SCOPE");
         assert!(e.to_string().contains("\"global\""), "{e}");
     }
+
+    #[test]
+    fn audiences_must_be_a_uri_or_a_guid_without_wildcards_or_spaces() {
+        for ok in [
+            "api://resume-gateway",
+            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f",
+            "https://contoso.com/gateway",
+        ] {
+            let CallerAuth::Entra(c) = load(&entra(&[("CALLER_AUDIENCES", ok)])).unwrap() else {
+                panic!("entra expected")
+            };
+            assert_eq!(c.audiences, [ok]);
+        }
+        for bad in [
+            "api://*",
+            "resume-gateway",
+            "api://resume gateway",
+            "api://x, *",
+            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f, gateway",
+        ] {
+            let e = load(&entra(&[("CALLER_AUDIENCES", bad)])).unwrap_err();
+            assert_eq!(e.setting, "CALLER_AUDIENCES", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn china_v1_tokens_come_from_its_own_token_service() {
+        let map: HashMap<&str, &str> = entra(&[]).into_iter().collect();
+        let get = |k: &str| map.get(k).map(|v| v.to_string());
+        let CallerAuth::Entra(cn) = CallerAuth::from_settings(get, GraphCloud::China).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        assert_eq!(
+            cn.issuers[0],
+            format!("https://sts.chinacloudapi.cn/{TENANT}/")
+        );
+        assert_eq!(
+            cn.issuers[1],
+            format!("https://login.chinacloudapi.cn/{TENANT}/v2.0")
+        );
+        let CallerAuth::Entra(dod) = CallerAuth::from_settings(get, GraphCloud::UsGovDod).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        assert_eq!(dod.issuers[0], format!("https://sts.windows.net/{TENANT}/"));
+    }
 }
