@@ -229,6 +229,25 @@ impl From<ResumeError> for GatewayError {
 }
 
 impl GatewayError {
+    /// Graph's answer behind this error, when a resume or a read reached Graph.
+    pub(crate) fn graph_failure(&self) -> Option<&GraphFailure> {
+        match self {
+            Self::Resume(e) => e.graph_failure(),
+            Self::Scope(ScopeError::ReadRefused { failure, .. }) => Some(failure.as_ref()),
+            Self::Scope(ScopeError::ReadUnavailable { last, .. }) => last.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How many attempts the resume (or the authorization read) made, when it got that far.
+    pub(crate) fn attempts(&self) -> Option<u32> {
+        match self {
+            Self::Resume(e) => Some(e.attempts()),
+            Self::Scope(ScopeError::ReadUnavailable { attempts, .. }) => Some(*attempts),
+            _ => None,
+        }
+    }
+
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
         match self {
@@ -696,6 +715,77 @@ mod tests {
             attempts: 1,
             client_request_id: "c-1".into(),
         })
+    }
+
+    /// The summary line reads Graph's status, request id and the attempt count from the typed
+    /// error; they must be what the problem document itself says, for every error that has them.
+    #[test]
+    fn typed_accessors_agree_with_the_problem_document() {
+        let failure = |status: Option<u16>| GraphFailure {
+            status,
+            code: None,
+            message: "m".into(),
+            request_id: Some("req-9".into()),
+            retry_after: None,
+            throttle_scope: None,
+        };
+        let read = ReadBack {
+            case: crate::resume::ReadCase::Undecided,
+            status: Some(200),
+            processing_status: Some("inProgress".into()),
+            code: None,
+            message: "still waiting".into(),
+            request_id: None,
+        };
+        let unavailable = |cause| ResumeError::Unavailable {
+            cause,
+            retry_after: Duration::from_secs(10),
+            attempts: 4,
+            client_request_id: "c".into(),
+        };
+        let errors = [
+            rejected(403, vec![]),
+            GatewayError::from(unavailable(Unavailable::Graph(failure(Some(503))))),
+            GatewayError::from(unavailable(Unavailable::Graph(failure(None)))),
+            GatewayError::from(unavailable(Unavailable::Deadline(Duration::from_secs(3)))),
+            GatewayError::from(ResumeError::Unsettled {
+                error: Box::new(unavailable(Unavailable::Graph(failure(Some(504))))),
+                read: Box::new(read),
+            }),
+            GatewayError::Scope(ScopeError::ReadRefused {
+                what: "the task".into(),
+                failure: Box::new(failure(Some(403))),
+            }),
+            GatewayError::Scope(ScopeError::ReadUnavailable {
+                what: "the task".into(),
+                last: Some(Box::new(failure(Some(429)))),
+                attempts: 3,
+            }),
+            GatewayError::TooLarge(1024),
+        ];
+        for error in &errors {
+            let p = error.problem();
+            let graph = p.extensions.get("graph");
+            assert_eq!(
+                error.graph_failure().and_then(|f| f.status).map(u64::from),
+                graph.and_then(|g| g.get("status")).and_then(Value::as_u64),
+                "{error}"
+            );
+            assert_eq!(
+                error.graph_failure().and_then(|f| f.request_id.as_deref()),
+                graph
+                    .and_then(|g| g.get("requestId"))
+                    .and_then(Value::as_str),
+                "{error}"
+            );
+            assert_eq!(
+                error.attempts().map(u64::from),
+                p.extensions.get("attempts").and_then(Value::as_u64),
+                "{error}"
+            );
+        }
+        assert_eq!(errors[4].graph_failure().and_then(|f| f.status), Some(504));
+        assert_eq!(errors[6].attempts(), Some(3));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,7 +19,7 @@ use tracing::Instrument;
 use crate::caller::scope::Authorizer;
 use crate::caller::{Authenticator, Caller, CallerAuthError};
 use crate::http::host::{self, HttpFunction};
-use crate::http::problem::GatewayError;
+use crate::http::problem::{GatewayError, Problem};
 use crate::request::{MAX_BODY_BYTES, ResumeRequest};
 use crate::resume::dedupe::Deduplicator;
 use crate::resume::{Outcome, Resumed, Resumer};
@@ -93,8 +94,9 @@ async fn resume(State(state): State<Arc<AppState>>, request: Request) -> Respons
     answer(state, parts.headers, || body).await
 }
 
-/// Authenticates the caller from `headers`, then takes the body (`body` is called only then)
-/// and resumes.
+/// One resume request, in four steps: [`authenticate`] the caller from `headers`; [`handle`]
+/// the request (`body` is called only then); log the summary line; respond. Steps 3 and 4
+/// live on [`Summary`], one pair for success and one for failure.
 async fn answer(
     state: Arc<AppState>,
     headers: HeaderMap,
@@ -104,21 +106,13 @@ async fn answer(
     let invocation_id = invocation_id(&headers).map(str::to_owned);
     // Set at creation: recording it later makes the JSON formatter re-parse the span's fields.
     let span = tracing::info_span!("request", invocation_id = invocation_id.as_deref());
-    // Authentication comes before the body is read: an unknown caller costs no parsing.
-    let auth = match &state.callers {
-        Some(callers) => callers
-            .authenticate(&headers)
-            .instrument(span.clone())
-            .await
-            .map(Some),
-        None => Ok(None),
-    };
+    let auth = authenticate(&state, &headers)
+        .instrument(span.clone())
+        .await;
     let caller = match &auth {
         Ok(Some(c)) | Err(CallerAuthError::NotAllowed { caller: c, .. }) => Some(c),
         _ => None,
     };
-    let caller_app_id = caller.map(|c| c.app_id.as_str());
-    let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
     let result = match &auth {
         Ok(_) => {
             handle(&state, &headers, body(), started, caller)
@@ -127,95 +121,149 @@ async fn answer(
         }
         Err(e) => Err((e.clone().into(), None)),
     };
-    let elapsed = started.elapsed();
-    let elapsed_ms = elapsed.as_millis() as u64;
-    let invocation = invocation_id.as_deref();
+    let summary = Summary {
+        invocation_id: invocation_id.as_deref(),
+        caller,
+        elapsed: started.elapsed(),
+    };
     span.in_scope(|| match result {
-        Ok((outcome, request, authorization)) => {
-            let target = &outcome.target;
-            tracing::info!(
-                invocation_id = invocation,
-                workflow_id = target.workflow_id.as_str(),
-                task_id = target.task_id.as_ref().map(|t| t.as_str()),
-                task_processing_result_id = target.result_id.as_str(),
-                operation_status = outcome.status.as_str(),
-                status = 200,
-                graph_status = outcome.graph_status,
-                graph_request_id = outcome.graph_request_id.as_deref(),
-                client_request_id = outcome.client_request_id.as_str(),
-                caller_app_id,
-                caller_object_id,
-                attempts = outcome.attempts,
-                elapsed_ms,
-                dry_run = outcome.dry_run.is_some(),
-                already_resumed = outcome.already_resumed,
-                authorization = authorization.as_deref(),
-                status_reasons = request.reasons_for_log(),
-                "resume {}",
-                if outcome.dry_run.is_some() {
-                    "simulated (dry run)"
-                } else if outcome.already_resumed {
-                    "already accepted by Graph earlier, not sent again"
-                } else {
-                    "accepted by Graph"
-                }
-            );
-            let body = Resumed::new(
-                &outcome,
-                &request.status_reasons,
-                elapsed,
-                invocation_id.as_deref(),
-            )
-            .authorized(authorization.as_deref());
-            json_answer(&body)
+        Ok(done) => {
+            summary.log_resumed(&done);
+            summary.resumed(&done)
         }
         Err((error, request)) => {
-            let problem = error.problem().with("invocationId", &invocation_id).with(
-                "statusReasons",
-                request
-                    .as_ref()
-                    .map(|r| &r.status_reasons)
-                    .filter(|r| !r.is_empty()),
-            );
-            let target = request.as_ref().map(|r| &r.target);
-            let graph = problem.extensions.get("graph");
-            let fields = (
-                target.map(|t| t.workflow_id.to_string()),
-                target.and_then(|t| t.task_id.as_ref().map(|x| x.to_string())),
-                target.map(|t| t.result_id.to_string()),
-            );
-            macro_rules! summary {
-                ($level:ident) => {
-                    tracing::$level!(
-                        invocation_id = invocation,
-                        workflow_id = fields.0.as_deref(),
-                        task_id = fields.1.as_deref(),
-                        task_processing_result_id = fields.2.as_deref(),
-                        operation_status = request.as_ref().map(|r| r.status.as_str()),
-                        status = problem.status,
-                        problem = problem.slug(),
-                        graph_status = graph.and_then(|g| g.get("status")).and_then(|s| s.as_u64()),
-                        graph_request_id = graph
-                            .and_then(|g| g.get("requestId"))
-                            .and_then(|s| s.as_str()),
-                        attempts = problem.extensions.get("attempts").and_then(|a| a.as_u64()),
-                        caller_app_id,
-                        caller_object_id,
-                        elapsed_ms,
-                        status_reasons = request.as_ref().and_then(ResumeRequest::reasons_for_log),
-                        "resume not done: {}",
-                        problem.detail
-                    )
-                };
-            }
-            if problem.status >= 500 {
-                summary!(error);
-            } else {
-                summary!(warn);
-            }
+            let problem = summary.problem(&error, request.as_ref());
+            summary.log_refused(&error, request.as_ref(), &problem);
             problem.into_response()
         }
     })
+}
+
+/// Step 1: who is calling. Authentication comes before the body is read, so an unknown
+/// caller costs no parsing. `None` when callers are not authenticated (`function-key`).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, CallerAuthError> {
+    match &state.callers {
+        Some(callers) => callers.authenticate(headers).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What a request's summary line and answer share, whatever the outcome.
+struct Summary<'a> {
+    invocation_id: Option<&'a str>,
+    caller: Option<&'a Caller>,
+    elapsed: Duration,
+}
+
+impl Summary<'_> {
+    fn caller_app_id(&self) -> Option<&str> {
+        self.caller.map(|c| c.app_id.as_str())
+    }
+
+    fn caller_object_id(&self) -> Option<&str> {
+        self.caller.and_then(|c| c.object_id.as_deref())
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Step 3 on success: one info line with every id and figure, never the subject's data.
+    fn log_resumed(&self, (outcome, request, authorization): &Done) {
+        let target = &outcome.target;
+        tracing::info!(
+            invocation_id = self.invocation_id,
+            workflow_id = target.workflow_id.as_str(),
+            task_id = target.task_id.as_ref().map(|t| t.as_str()),
+            task_processing_result_id = target.result_id.as_str(),
+            operation_status = outcome.status.as_str(),
+            status = 200,
+            graph_status = outcome.graph_status,
+            graph_request_id = outcome.graph_request_id.as_deref(),
+            client_request_id = outcome.client_request_id.as_str(),
+            caller_app_id = self.caller_app_id(),
+            caller_object_id = self.caller_object_id(),
+            attempts = outcome.attempts,
+            elapsed_ms = self.elapsed_ms(),
+            dry_run = outcome.dry_run.is_some(),
+            already_resumed = outcome.already_resumed,
+            authorization = authorization.as_deref(),
+            status_reasons = request.reasons_for_log(),
+            "resume {}",
+            if outcome.dry_run.is_some() {
+                "simulated (dry run)"
+            } else if outcome.already_resumed {
+                "already accepted by Graph earlier, not sent again"
+            } else {
+                "accepted by Graph"
+            }
+        );
+    }
+
+    /// Step 4 on success: the same answer `handler resume --json` prints.
+    fn resumed(&self, (outcome, request, authorization): &Done) -> Response {
+        let body = Resumed::new(
+            outcome,
+            &request.status_reasons,
+            self.elapsed,
+            self.invocation_id,
+        )
+        .authorized(authorization.as_deref());
+        json_answer(&body)
+    }
+
+    /// The problem answer for a failure, with the invocation id and the caller's reasons.
+    fn problem(&self, error: &GatewayError, request: Option<&ResumeRequest>) -> Problem {
+        error
+            .problem()
+            .with("invocationId", self.invocation_id)
+            .with(
+                "statusReasons",
+                request.map(|r| &r.status_reasons).filter(|r| !r.is_empty()),
+            )
+    }
+
+    /// Step 3 on failure: one warn line (error for 5xx) naming the problem and, from the
+    /// typed error, what Graph said.
+    fn log_refused(
+        &self,
+        error: &GatewayError,
+        request: Option<&ResumeRequest>,
+        problem: &Problem,
+    ) {
+        let target = request.map(|r| &r.target);
+        let graph = error.graph_failure();
+        macro_rules! summary {
+            ($level:ident) => {
+                tracing::$level!(
+                    invocation_id = self.invocation_id,
+                    workflow_id = target.map(|t| t.workflow_id.as_str()),
+                    task_id = target.and_then(|t| t.task_id.as_ref().map(|x| x.as_str())),
+                    task_processing_result_id = target.map(|t| t.result_id.as_str()),
+                    operation_status = request.map(|r| r.status.as_str()),
+                    status = problem.status,
+                    problem = problem.slug(),
+                    graph_status = graph.and_then(|g| g.status),
+                    graph_request_id = graph.and_then(|g| g.request_id.as_deref()),
+                    attempts = error.attempts(),
+                    caller_app_id = self.caller_app_id(),
+                    caller_object_id = self.caller_object_id(),
+                    elapsed_ms = self.elapsed_ms(),
+                    status_reasons = request.and_then(ResumeRequest::reasons_for_log),
+                    "resume not done: {}",
+                    problem.detail
+                )
+            };
+        }
+        if problem.status >= 500 {
+            summary!(error);
+        } else {
+            summary!(warn);
+        }
+    }
 }
 
 /// The host's invocation id, when the header holds a short printable token: it is repeated in
@@ -240,16 +288,18 @@ fn json_answer(body: &impl serde::Serialize) -> Response {
 }
 
 type Failure = (GatewayError, Option<ResumeRequest>);
+/// A resume done: the outcome, the request it answers, and how the caller was authorized.
+type Done = (Outcome, ResumeRequest, Option<String>);
 
-/// Request in, validated resume, authorized caller, Graph, outcome (with how the caller was
-/// authorized for the task, under `CALLER_SCOPE=extension`).
+/// Step 2: request in, validated resume, authorized caller, (dedupe) Graph, outcome (with how
+/// the caller was authorized for the task, under `CALLER_SCOPE=extension`).
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
     started: Instant,
     caller: Option<&Caller>,
-) -> Result<(Outcome, ResumeRequest, Option<String>), Failure> {
+) -> Result<Done, Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

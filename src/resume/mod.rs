@@ -168,6 +168,32 @@ pub enum ResumeError {
     },
 }
 
+impl ResumeError {
+    /// Graph's answer behind this error, when Graph answered (not for an identity failure,
+    /// the deadline, or a read that settled the status).
+    pub fn graph_failure(&self) -> Option<&GraphFailure> {
+        match self {
+            Self::Rejected { failure, .. } => Some(failure),
+            Self::Unavailable {
+                cause: Unavailable::Graph(failure),
+                ..
+            } => Some(failure),
+            Self::Unavailable { .. } | Self::HeldOtherwise { .. } => None,
+            Self::Unsettled { error, .. } => error.graph_failure(),
+        }
+    }
+
+    /// How many resume attempts were made.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Rejected { attempts, .. }
+            | Self::Unavailable { attempts, .. }
+            | Self::HeldOtherwise { attempts, .. } => *attempts,
+            Self::Unsettled { error, .. } => error.attempts(),
+        }
+    }
+}
+
 /// What reading the taskProcessingResult showed, for the answer's `graph.read` and the log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
