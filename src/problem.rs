@@ -15,7 +15,7 @@ use crate::dedupe::DedupeError;
 use crate::graph::GraphFailure;
 use crate::resume::{ResumeError, Unavailable};
 
-/// Prefix of every problem `type`; the README lists them all.
+/// Prefix of every problem `type`; docs/request-and-answer.md lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
 const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 
@@ -229,7 +229,7 @@ impl GatewayError {
     }
 }
 
-const CALLER_REMEDY: &str = "Call the gateway with an Entra ID token for one of CALLER_AUDIENCES, e.g. a Logic App HTTP action with authentication type ManagedServiceIdentity and that audience; see \"Securing the gateway\" in the gateway's README.";
+const CALLER_REMEDY: &str = "Call the gateway with an Entra ID token for one of CALLER_AUDIENCES, e.g. a Logic App HTTP action with authentication type ManagedServiceIdentity and that audience; see \"Securing the gateway\" in the gateway's docs/security.md.";
 
 fn caller_problem(error: &CallerAuthError) -> Problem {
     let unauthenticated = |title, challenge| {
