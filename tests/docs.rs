@@ -300,10 +300,35 @@ fn commands(block: &Block) -> Vec<&str> {
     }
 }
 
+/// Inline code in prose that is a whole command with arguments, e.g. `X=1 handler check --json`.
+fn inline_commands(markdown: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (n, line) in docs::prose(markdown) {
+        for (i, span) in line.split('`').enumerate() {
+            // Odd pieces are inside backticks.
+            let words: Vec<&str> = span.split_whitespace().collect();
+            let program = words.iter().position(|w| !w.contains('='));
+            if i % 2 == 1
+                && program.is_some_and(|p| words.get(p + 2).is_some())
+                && words.iter().any(|w| w.starts_with("--"))
+            {
+                found.push((n, words[program.unwrap()..].join(" ")));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn commands_run_as_written_from_the_repository_root() {
     let mut checked = 0;
     for file in docs::files() {
+        for (line, command) in inline_commands(&docs::read(&file)) {
+            assert!(
+                !command.starts_with("handler "),
+                "{file:?} line {line}: `{command}` runs a bare `handler`; use target/release/handler or cargo run --"
+            );
+        }
         for block in docs::blocks(&docs::read(&file)) {
             for command in commands(&block) {
                 let words: Vec<&str> = command.split_whitespace().collect();
