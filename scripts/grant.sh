@@ -4,7 +4,6 @@ set -euo pipefail
 
 GRAPH_APP_ID=00000003-0000-0000-c000-000000000000   # Microsoft Graph, same id in every tenant
 ROLE=LifecycleWorkflows.ReadWrite.All
-CALLBACK_TYPE='#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration'
 
 usage() {
   cat <<USAGE
@@ -17,8 +16,11 @@ Gives the gateway's managed identity what Graph wants before it accepts a resume
   --extension <id>  Least privilege (recommended): add the identity's application (client) id
                     to that custom task extension's callbackConfiguration.authorizedApps.
                     Existing authorized apps and the timeoutDuration are kept. Run once per
-                    extension whose Logic App calls the gateway. Needs a signed-in user with
-                    the Lifecycle Workflows Administrator role.
+                    extension whose Logic App calls the gateway. The update is made by
+                    \`handler grant\` (HANDLER, else target/release/handler, else handler on
+                    PATH), signed in by device code: the Azure CLI's token has no
+                    LifecycleWorkflows scope. Needs the Lifecycle Workflows Administrator role
+                    and Logic App Contributor, Contributor or Owner on the extension's Logic App.
   --app-role        Tenant-wide: assign the Microsoft Graph application permission
                     $ROLE to the identity. Needs a Privileged Role
                     Administrator (or Global Administrator).
@@ -36,7 +38,8 @@ Options:
   -h, --help        This text
 
 Idempotent: it reads first and changes nothing when the grant is already in place.
-Requires the Azure CLI, signed in (az login) to the tenant of the identity.
+Requires the Azure CLI, signed in (az login) to the tenant of the identity, to find the
+identity's application id (and, for --app-role, to assign the role).
 USAGE
 }
 
@@ -107,32 +110,26 @@ if [[ "$mode" == app-role ]]; then
   exit 0
 fi
 
-# 2b. The extension as it is: its timeout and the apps already authorized.
-# authorizedApps is a navigation property (a collection of applications), so it must be expanded.
-ext_uri="$graph/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions/$extension"
-expand="\$expand=callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps"
-timeout="$(az rest --method GET --uri "$ext_uri?$expand" --query callbackConfiguration.timeoutDuration --output tsv)"
-mapfile -t authorized < <(az rest --method GET --uri "$ext_uri?$expand" \
-  --query "callbackConfiguration.authorizedApps[].[id, appId][]" --output tsv | tr -d '\r' | grep -v '^$' || true)
-
-for known in "${authorized[@]}"; do
-  if [[ "${known,,}" == "${app_id,,}" ]]; then
-    say "already done: $app_id is in authorizedApps of extension $extension; nothing changed"
-    exit 0
+# 2b. The extension: handler grant reads it, adds the app id (one identifier per app, timeout
+# kept) and changes nothing when it is listed already. az rest cannot: the Azure CLI's Graph token
+# carries no LifecycleWorkflows scope, so Graph refuses it.
+handler="${HANDLER:-}"
+if [[ -z "$handler" ]]; then
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  if [[ -x "$here/target/release/handler" ]]; then
+    handler="$here/target/release/handler"
+  else
+    handler="$(command -v handler || true)"
   fi
-done
-[[ "$timeout" =~ ^P ]] || die "extension $extension has no callback timeoutDuration: is it a 'launch and wait' (callback) extension?"
-
-# 3. Add the identity, keeping every app already there and the timeout.
-apps=""
-declare -A seen=()
-for known in "${authorized[@]}" "$app_id"; do
-  is_guid "$known" || continue
-  key="${known,,}"
-  [[ -z "${seen[$key]:-}" ]] || continue
-  seen[$key]=1
-  apps+="${apps:+,}{\"id\":\"$known\"}"
-done
-body="{\"callbackConfiguration\":{\"@odata.type\":\"$CALLBACK_TYPE\",\"timeoutDuration\":\"$timeout\",\"authorizedApps\":[$apps]}}"
-write rest --method PATCH --uri "$ext_uri" --headers Content-Type=application/json --body "$body"
-$dry_run || say "added $app_id to authorizedApps of extension $extension (timeout $timeout kept)"
+fi
+[[ -n "$handler" && -x "$handler" ]] || die "handler not found: run cargo build --release (or set HANDLER), then: handler grant --extension $extension --app $app_id"
+case "$graph" in
+  https://graph.microsoft.com) cloud=global ;;
+  https://graph.microsoft.us) cloud=usgov ;;
+  https://dod-graph.microsoft.us) cloud=usgovdod ;;
+  https://microsoftgraph.chinacloudapi.cn) cloud=china ;;
+  *) die "--graph $graph is not a national cloud's Graph" ;;
+esac
+args=(grant --extension "$extension" --app "$app_id")
+$dry_run && args+=(--dry-run)
+GRAPH_CLOUD="$cloud" RESUME_CREDENTIAL="${RESUME_CREDENTIAL:-device-code}" "$handler" "${args[@]}"

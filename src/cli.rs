@@ -8,13 +8,19 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::callout::OperationStatus;
+use crate::ids::Guid;
 use crate::ops;
+use crate::problem::CommandError;
 
 /// Resume gateway for Microsoft Entra Lifecycle Workflows.
 ///
 /// With no subcommand it serves the resume function, as the Azure Functions host expects.
 /// The other subcommands read the same settings (environment variables) and use the same
-/// credential; locally, run `az login` and set RESUME_CREDENTIAL=developer.
+/// credential. As a person, sign in with RESUME_CREDENTIAL=device-code (or --client-id): the
+/// token then carries the LifecycleWorkflows permissions these commands need.
+/// RESUME_CREDENTIAL=developer (after `az login`) gives the Azure CLI's token, which Graph
+/// pre-authorizes without any LifecycleWorkflows scope: it can check settings and Graph
+/// reachability, but pending, resume and grant get 403 with it on a real tenant.
 #[derive(Debug, Parser)]
 #[command(name = "handler", version, propagate_version = true)]
 pub struct Cli {
@@ -32,38 +38,56 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Check settings, credential, identity, permission and Graph reachability.
     Check(CheckArgs),
+    /// Allow an app (the gateway's identity) to resume one custom task extension's tasks.
+    ///
+    /// Adds --app to the extension's callbackConfiguration.authorizedApps (nothing is sent when
+    /// it is listed already). Needs a person with the Lifecycle Workflows Administrator role,
+    /// signed in by device code (RESUME_CREDENTIAL=device-code or --client-id), who also holds
+    /// Logic App Contributor, Contributor or Owner on the extension's Logic App.
+    Grant(GrantArgs),
+}
+
+/// How a person signs in, for every operator command.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SignInArgs {
+    /// Sign in as a person with a device code, through this public client (application) id
+    /// instead of RESUME_OPERATOR_CLIENT_ID; implies RESUME_CREDENTIAL=device-code.
+    #[arg(long, value_name = "APP_ID", value_parser = guid)]
+    pub client_id: Option<Guid>,
 }
 
 #[derive(Debug, Args)]
 pub struct PendingArgs {
     /// The workflow's id (a GUID).
-    #[arg(long, value_name = "ID")]
-    pub workflow: String,
+    #[arg(long, value_name = "ID", value_parser = guid)]
+    pub workflow: Guid,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 }
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["workflow", "callback_uri_path", "callout"])))]
 pub struct ResumeArgs {
     /// Workflow id; needs --task and --result.
-    #[arg(long, value_name = "ID", requires_all = ["task", "result"])]
-    pub workflow: Option<String>,
+    #[arg(long, value_name = "ID", requires_all = ["task", "result"], value_parser = guid)]
+    pub workflow: Option<Guid>,
     /// Task id (with --workflow).
-    #[arg(long, value_name = "ID", requires = "workflow")]
-    pub task: Option<String>,
+    #[arg(long, value_name = "ID", requires = "workflow", value_parser = guid)]
+    pub task: Option<Guid>,
     /// Task processing result id (with --workflow).
-    #[arg(long, value_name = "ID", requires = "workflow")]
-    pub result: Option<String>,
+    #[arg(long, value_name = "ID", requires = "workflow", value_parser = guid)]
+    pub result: Option<Guid>,
     /// The callout's callbackUriPath, as `handler pending` prints it.
     #[arg(long, value_name = "PATH")]
     pub callback_uri_path: Option<String>,
     /// A file holding the Lifecycle Workflows callout (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
     pub callout: Option<PathBuf>,
-    /// The outcome to record for the task.
-    #[arg(long, value_enum)]
+    /// The outcome to record for the task (any case, as the resume function takes it).
+    #[arg(long, value_enum, ignore_case = true)]
     pub status: StatusArg,
     /// A status reason sent with the outcome; repeat for several.
     #[arg(long = "reason", value_name = "TEXT")]
@@ -74,6 +98,8 @@ pub struct ResumeArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -94,11 +120,84 @@ impl From<StatusArg> for OperationStatus {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Also check this custom task extension's callbackConfiguration.authorizedApps.
-    #[arg(long, value_name = "CUSTOM_TASK_EXTENSION_ID")]
-    pub extension: Option<String>,
+    #[arg(long, value_name = "CUSTOM_TASK_EXTENSION_ID", value_parser = guid)]
+    pub extension: Option<Guid>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The custom task extension's id.
+    #[arg(long, value_name = "CUSTOM_TASK_EXTENSION_ID", value_parser = guid)]
+    pub extension: Guid,
+    /// The application (client) id to allow, e.g. the Function App identity's.
+    #[arg(long, value_name = "APP_ID", value_parser = guid)]
+    pub app: Guid,
+    /// Read the extension and show the update without sending it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
+}
+
+/// Every id argument: Graph's ids are GUIDs, so anything else is refused before a call.
+fn guid(value: &str) -> Result<Guid, String> {
+    Guid::parse(value.trim()).ok_or_else(|| {
+        "not a GUID (8-4-4-4-12 hexadecimal digits, e.g. ffcc4c85-5a14-448e-a390-77abf2700369)"
+            .to_owned()
+    })
+}
+
+/// Why the command line could not be parsed, on one line; `None` for `--help` and
+/// `--version`, which clap prints itself.
+fn parse_failure(e: &clap::Error) -> Option<CommandError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return None;
+    }
+    // clap's text is several lines (the error, a usage block, a hint): keep the error's lines.
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned();
+    let argument = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(str::to_owned),
+        _ => None,
+    };
+    Some(CommandError::InvalidArgument {
+        argument,
+        message: format!("{message} (see --help)"),
+    })
+}
+
+/// Reports a command line that does not parse, as every command reports its failures (one
+/// stderr line, or one JSON document on stdout when `--json` was among the arguments), and
+/// gives exit code 2; `--help` and `--version` print as clap does and exit 0.
+pub fn refuse(e: clap::Error) -> ExitCode {
+    match parse_failure(&e) {
+        None => e.exit(),
+        Some(failure) => ops::fail(&failure, std::env::args_os().any(|a| a == "--json")),
+    }
 }
 
 /// Runs an operator subcommand to completion and returns its exit code.
@@ -109,6 +208,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Pending(args) => ops::pending::main(args),
         Command::Resume(args) => ops::resume::main(args),
         Command::Check(args) => ops::check::main(args),
+        Command::Grant(args) => ops::grant::main(args),
     }
 }
 
@@ -120,6 +220,28 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parse_failures_are_one_line_and_name_the_argument() {
+        let e = Cli::try_parse_from(["handler", "check", "--extension", "not-a-guid"]).unwrap_err();
+        let Some(CommandError::InvalidArgument { argument, message }) = parse_failure(&e) else {
+            panic!("not an argument error");
+        };
+        assert_eq!(argument.as_deref(), Some("--extension"));
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.starts_with("invalid value 'not-a-guid' for '--extension"),
+            "{message}"
+        );
+        let e = Cli::try_parse_from(["handler", "pending"]).unwrap_err();
+        let failure = parse_failure(&e).unwrap().to_string();
+        assert!(
+            !failure.contains('\n') && failure.contains("--workflow"),
+            "{failure}"
+        );
+        let help = Cli::try_parse_from(["handler", "--help"]).unwrap_err();
+        assert!(parse_failure(&help).is_none());
     }
 
     #[test]
@@ -138,7 +260,10 @@ mod tests {
         };
         assert!(parse(&[]).is_err());
         assert!(parse(&["--workflow", "w", "--task", "t"]).is_err());
-        assert!(parse(&["--workflow", "w", "--task", "t", "--result", "r"]).is_ok());
+        assert!(parse(&["--workflow", "w", "--task", "t", "--result", "r"]).is_err());
+        let g = "ffcc4c85-5a14-448e-a390-77abf2700369";
+        assert!(parse(&["--workflow", g, "--task", g, "--result", g]).is_ok());
+        assert!(parse(&["--workflow", "w", "--task", g, "--result", g]).is_err());
         assert!(parse(&["--callback-uri-path", "/x", "--callout", "f.json"]).is_err());
         assert!(parse(&["--task", "t", "--callback-uri-path", "/x"]).is_err());
         assert!(parse(&["--callout", "-", "--reason", "a", "--reason", "b"]).is_ok());

@@ -45,6 +45,15 @@ pub const SETTINGS: &[&str] = &[
     "CALLER_AUTHORITY",
 ];
 
+/// Settings only the operator commands read (device-code sign-in); the gateway ignores them,
+/// so they are documented under Operations rather than in the app settings.
+pub const OPERATOR_SETTINGS: &[&str] = &["RESUME_OPERATOR_CLIENT_ID", "AZURE_AUTHORITY_HOST"];
+
+/// The public client operators sign in through by default: Microsoft Graph Command Line Tools
+/// (the app Microsoft Graph PowerShell uses, in every tenant), which may ask for any delegated
+/// Graph permission, `LifecycleWorkflows.*` included, with consent.
+pub const DEFAULT_OPERATOR_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab67e";
+
 /// The settings the Functions host sets itself; users never configure them.
 pub const HOST_SET: &[&str] = &["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_APP_ROOT_PATH"];
 
@@ -120,6 +129,20 @@ pub enum CredentialKind {
         client_id: String,
         secret: Secret,
     },
+    /// A person signs in with a code on another device (OAuth 2.0 device authorization grant):
+    /// operator commands only, see [`OperatorSignIn`].
+    DeviceCode,
+}
+
+/// Where and through which public client a person signs in for the operator commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSignIn {
+    /// `RESUME_OPERATOR_CLIENT_ID`, default [`DEFAULT_OPERATOR_CLIENT_ID`].
+    pub client_id: String,
+    /// `AZURE_TENANT_ID`, else `organizations` (any work or school account).
+    pub tenant: String,
+    /// `AZURE_AUTHORITY_HOST`, else the cloud's sign-in host.
+    pub authority: String,
 }
 
 impl CredentialKind {
@@ -130,6 +153,7 @@ impl CredentialKind {
             Self::ManagedIdentity => "managed-identity",
             Self::Developer => "developer",
             Self::ClientSecret { .. } => "client-secret",
+            Self::DeviceCode => "device-code",
         }
     }
 }
@@ -172,6 +196,8 @@ pub struct Config {
     pub app_root: PathBuf,
     /// Who may call the gateway (`CALLER_*`).
     pub caller_auth: CallerAuth,
+    /// Device-code sign-in for the operator commands.
+    pub operator: OperatorSignIn,
 }
 
 /// A setting that cannot be used, with what would be accepted.
@@ -263,6 +289,7 @@ impl Config {
             None | Some("auto") => CredentialKind::Auto,
             Some("managed-identity") => CredentialKind::ManagedIdentity,
             Some("developer") => CredentialKind::Developer,
+            Some("device-code") => CredentialKind::DeviceCode,
             Some("client-secret") => {
                 let needed = "required when RESUME_CREDENTIAL=client-secret";
                 let tenant_id = get("AZURE_TENANT_ID")
@@ -289,7 +316,7 @@ impl Config {
                 return Err(ConfigError::new(
                     "RESUME_CREDENTIAL",
                     v,
-                    "auto, managed-identity, developer or client-secret",
+                    "auto, managed-identity, developer, client-secret or device-code (operator commands)",
                 ));
             }
         };
@@ -330,6 +357,7 @@ impl Config {
             }
         };
 
+        let operator = OperatorSignIn::from_settings(&get, cloud)?;
         let caller_auth = CallerAuth::from_settings(get, cloud)?;
 
         Ok(Self {
@@ -347,6 +375,51 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(".")),
             caller_auth,
+            operator,
+        })
+    }
+}
+
+impl OperatorSignIn {
+    fn from_settings(
+        get: &impl Fn(&str) -> Option<String>,
+        cloud: GraphCloud,
+    ) -> Result<Self, ConfigError> {
+        let client_id = match get("RESUME_OPERATOR_CLIENT_ID") {
+            None => DEFAULT_OPERATOR_CLIENT_ID.to_owned(),
+            Some(v) => Guid::parse(&v).map(String::from).ok_or_else(|| {
+                ConfigError::new(
+                    "RESUME_OPERATOR_CLIENT_ID",
+                    &v,
+                    "the application (client) id, a GUID, of a public client app registration",
+                )
+            })?,
+        };
+        // A tenant id or one of its domain names, as Entra ID takes either in the path.
+        let tenant = match get("AZURE_TENANT_ID") {
+            None => "organizations".to_owned(),
+            Some(v)
+                if v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+            {
+                v.to_ascii_lowercase()
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "AZURE_TENANT_ID",
+                    &v,
+                    "the directory (tenant) id, a GUID, or one of its domain names",
+                ));
+            }
+        };
+        let authority = match get("AZURE_AUTHORITY_HOST") {
+            None => cloud.authority().to_owned(),
+            Some(v) => parse_endpoint("AZURE_AUTHORITY_HOST", &v)?,
+        };
+        Ok(Self {
+            client_id,
+            tenant,
+            authority,
         })
     }
 }
@@ -394,6 +467,35 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn operator_sign_in_defaults_and_checks() {
+        let c = load(&[("GRAPH_CLOUD", "usgov")]).unwrap();
+        assert_eq!(c.operator.client_id, DEFAULT_OPERATOR_CLIENT_ID);
+        assert_eq!(c.operator.tenant, "organizations");
+        assert_eq!(c.operator.authority, "https://login.microsoftonline.us");
+        let c = load(&[
+            ("RESUME_CREDENTIAL", "Device-Code"),
+            (
+                "RESUME_OPERATOR_CLIENT_ID",
+                "5E6F7A8B-9C0D-4E1F-8A2B-3C4D5E6F7A8B",
+            ),
+            ("AZURE_TENANT_ID", "Contoso.onmicrosoft.com"),
+            ("AZURE_AUTHORITY_HOST", "http://127.0.0.1:8080/"),
+        ])
+        .unwrap();
+        assert_eq!(c.credential, CredentialKind::DeviceCode);
+        assert_eq!(c.operator.client_id, "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b");
+        assert_eq!(c.operator.tenant, "contoso.onmicrosoft.com");
+        assert_eq!(c.operator.authority, "http://127.0.0.1:8080");
+        for (setting, value) in [
+            ("RESUME_OPERATOR_CLIENT_ID", "graph-cli"),
+            ("AZURE_TENANT_ID", "contoso/../common"),
+            ("AZURE_AUTHORITY_HOST", "http://login.example.com"),
+        ] {
+            assert_eq!(load(&[(setting, value)]).unwrap_err().setting, setting);
+        }
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum CredentialSource {
     ManagedIdentity,
     Developer,
     ClientSecret,
+    /// A person signed in with a device code (operator commands only).
+    DeviceCode,
 }
 
 impl CredentialSource {
@@ -47,6 +49,7 @@ impl CredentialSource {
             CredentialKind::ManagedIdentity => Self::ManagedIdentity,
             CredentialKind::Developer => Self::Developer,
             CredentialKind::ClientSecret { .. } => Self::ClientSecret,
+            CredentialKind::DeviceCode => Self::DeviceCode,
             CredentialKind::Auto => {
                 let set = |name| env(name).is_some_and(|v| !v.is_empty());
                 if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") || set("WEBSITE_INSTANCE_ID") {
@@ -64,6 +67,7 @@ impl CredentialSource {
             Self::ManagedIdentity => "managed identity",
             Self::Developer => "developer tools (Azure CLI, Azure Developer CLI)",
             Self::ClientSecret => "client secret",
+            Self::DeviceCode => "device-code sign-in",
         }
     }
 }
@@ -164,12 +168,47 @@ impl fmt::Debug for GraphToken {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct CredentialError {
-    /// What failed, in the SDK's words (never containing a token).
+    /// What failed, on one line, in the SDK's words where they help (never containing a token).
     pub message: String,
-    /// What to check, for the credential in use.
+    /// The one fix for this cause, for the credential in use.
     pub remedy: String,
-    /// False when asking again cannot help (the identity is not assigned to this app).
-    pub retryable: bool,
+    pub class: FailureClass,
+}
+
+impl CredentialError {
+    /// Whether asking again within this request can help.
+    pub fn retryable(&self) -> bool {
+        self.class == FailureClass::Transient
+    }
+}
+
+/// Why no token came, as far as asking again is concerned. Only the last class is retried:
+/// the others are configuration, and a retry loop would only hide them for the whole deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureClass {
+    /// A developer tool (`az`, `azd`) is not installed or not on PATH.
+    ToolMissing,
+    /// The developer tool runs, but nobody is signed in to it (or the sign-in expired).
+    NotSignedIn,
+    /// The identity endpoint or Entra ID refused the request as configured: an identity not
+    /// assigned to the app, an unknown client id or tenant, a wrong or expired secret (a 4xx
+    /// other than 408/429, or an `AADSTS` error).
+    Refused,
+    /// No answer, a timeout, 408, 429 or 5xx: the identity endpoint may answer next time.
+    Transient,
+}
+
+impl FailureClass {
+    /// The name answers and logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ToolMissing => "tool-missing",
+            Self::NotSignedIn => "not-signed-in",
+            Self::Refused => "refused",
+            Self::Transient => "transient",
+        }
+    }
 }
 
 /// The credential could not even be built (a malformed platform variable).
@@ -178,6 +217,26 @@ pub struct CredentialError {
 pub struct CredentialSetupError {
     source_name: &'static str,
     message: String,
+}
+
+/// What an operator command does with Graph, and so which delegated permission a person's
+/// sign-in asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAccess {
+    /// `pending`, `check`: `LifecycleWorkflows.Read.All`.
+    Read,
+    /// `resume`, `grant`: `LifecycleWorkflows.ReadWrite.All`.
+    Write,
+}
+
+impl OperatorAccess {
+    /// The delegated permission, as Entra ID names it in a scope.
+    pub fn permission(self) -> &'static str {
+        match self {
+            Self::Read => "LifecycleWorkflows.Read.All",
+            Self::Write => "LifecycleWorkflows.ReadWrite.All",
+        }
+    }
 }
 
 /// Graph tokens for the gateway, cached and fetched single-flight.
@@ -191,6 +250,12 @@ pub struct TokenSource {
     /// failing fetch share its answer instead of each asking again.
     fetching: tokio::sync::Mutex<Option<(Instant, CredentialError)>>,
     fetches: AtomicU64,
+    /// How long one `get_token` may take: an identity endpoint answers in seconds, a person
+    /// signing in with a device code in minutes.
+    call_timeout: Duration,
+    /// Whether a failure that asking again cannot fix is logged: the gateway's log needs it,
+    /// an operator command prints the failure itself.
+    log_permanent: bool,
 }
 
 impl fmt::Debug for TokenSource {
@@ -203,9 +268,47 @@ impl fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
+    /// Builds the credential an operator command uses: the settings' credential, or, with
+    /// `device-code`, a person's sign-in asking for `access` on the configured cloud's Graph
+    /// (a named delegated permission: `.default` would give a user only what some app was
+    /// already consented to).
+    pub fn for_operator(
+        config: &Config,
+        access: OperatorAccess,
+    ) -> Result<Self, CredentialSetupError> {
+        if config.credential != CredentialKind::DeviceCode {
+            return Ok(Self {
+                log_permanent: false,
+                ..Self::from_config(config)?
+            });
+        }
+        let credential = crate::device_code::DeviceCodeCredential::new(config.operator.clone())
+            .map_err(|e| CredentialSetupError {
+                source_name: CredentialSource::DeviceCode.name(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            call_timeout: crate::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
+            log_permanent: false,
+            ..Self::new(
+                Arc::new(credential),
+                CredentialSource::DeviceCode,
+                format!("{}/{}", config.cloud.graph_base(), access.permission()),
+                None,
+            )
+        })
+    }
+
     /// Builds the credential the settings ask for.
     pub fn from_config(config: &Config) -> Result<Self, CredentialSetupError> {
         let source = CredentialSource::resolve(&config.credential, |k| std::env::var(k).ok());
+        if source == CredentialSource::DeviceCode {
+            // The gateway has no person at a terminal to enter a code.
+            return Err(CredentialSetupError {
+                source_name: source.name(),
+                message: "device-code sign-in is for the operator commands (pending, resume, check, grant); the gateway needs RESUME_CREDENTIAL=managed-identity (or auto, client-secret, developer)".into(),
+            });
+        }
         let setup_error = |e: azure_core::Error| CredentialSetupError {
             source_name: source.name(),
             message: e.to_string(),
@@ -262,7 +365,14 @@ impl TokenSource {
             cached: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
+            call_timeout: IDENTITY_CALL_TIMEOUT,
+            log_permanent: true,
         }
+    }
+
+    /// The scope tokens are asked for (`…/.default`, or a person's named permission).
+    pub fn scope(&self) -> &str {
+        &self.scope
     }
 
     /// Which credential is in use.
@@ -292,11 +402,8 @@ impl TokenSource {
         }
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let scopes = [self.scope.as_str()];
-        let result = tokio::time::timeout(
-            IDENTITY_CALL_TIMEOUT,
-            self.credential.get_token(&scopes, None),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(self.call_timeout, self.credential.get_token(&scopes, None)).await;
         match result {
             Ok(Ok(access)) => {
                 let token = Arc::new(GraphToken::new(access));
@@ -306,6 +413,15 @@ impl TokenSource {
             }
             Ok(Err(e)) => {
                 let error = self.describe(&e);
+                if self.log_permanent && !error.retryable() {
+                    // Once per fetch, not per waiting caller: they share this failure.
+                    tracing::warn!(
+                        credential = self.source.name(),
+                        cause = error.class.as_str(),
+                        error = %error.message,
+                        "no Graph token, and asking again will not help until this is fixed"
+                    );
+                }
                 *last_failure = Some((Instant::now(), error.clone()));
                 Err(error)
             }
@@ -314,10 +430,10 @@ impl TokenSource {
                     message: format!(
                         "the {} did not answer within {} s",
                         self.source.name(),
-                        IDENTITY_CALL_TIMEOUT.as_secs()
+                        self.call_timeout.as_secs()
                     ),
-                    remedy: self.remedy(),
-                    retryable: true,
+                    remedy: self.remedy(FailureClass::Transient, ""),
+                    class: FailureClass::Transient,
                 };
                 *last_failure = Some((Instant::now(), error.clone()));
                 Err(error)
@@ -335,33 +451,134 @@ impl TokenSource {
     }
 
     fn describe(&self, error: &azure_core::Error) -> CredentialError {
-        // The SDK wraps the endpoint's answer; a 400 from the managed identity endpoint means
-        // the identity is not assigned to this app, which no retry will change.
-        let status = http_status(error);
+        let text = error.to_string();
+        let (class, cause) = classify(self.source, http_status(error), &text);
+        let detail = one_line(&text);
         CredentialError {
             message: format!(
                 "the {} could not get a token: {}",
                 self.source.name(),
-                error.to_string().trim()
+                if cause.is_empty() { &detail } else { &cause }
             ),
-            remedy: self.remedy(),
-            retryable: status != Some(400),
+            remedy: self.remedy(class, &cause),
+            class,
         }
     }
 
-    fn remedy(&self) -> String {
-        match self.source {
-            CredentialSource::ManagedIdentity => match &self.user_assigned {
+    /// The one fix for `class`; `cause` is the short cause [`classify`] named, if any.
+    fn remedy(&self, class: FailureClass, cause: &str) -> String {
+        let other = "or set RESUME_CREDENTIAL to the credential for where this runs (managed-identity in Azure, client-secret for automation)";
+        match (self.source, class) {
+            (CredentialSource::Developer, FailureClass::ToolMissing) => format!(
+                "{cause}: install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli) and run `az login`, {other}."
+            ),
+            (CredentialSource::Developer, FailureClass::NotSignedIn) => format!(
+                "{cause}: run `{}` as an account allowed to resume Lifecycle Workflows tasks, {other}.",
+                if cause.starts_with("azd") { "azd auth login" } else { "az login" }
+            ),
+            (CredentialSource::Developer, _) => format!(
+                "Run `az account get-access-token --scope {}` to see the Azure CLI's own error, {other}.",
+                self.scope
+            ),
+            (CredentialSource::ManagedIdentity, _) => match &self.user_assigned {
                 None => "Check that the Function App has its system-assigned managed identity turned on (Identity blade, or `az functionapp identity assign`), or set AZURE_CLIENT_ID to the client id of a user-assigned identity attached to it.".into(),
                 Some(id) => format!(
                     "Check that the user-assigned identity with client id {id} (AZURE_CLIENT_ID) is attached to the Function App, or clear AZURE_CLIENT_ID to use the system-assigned identity."
                 ),
             },
-            CredentialSource::Developer => "Sign in with `az login` (or `azd auth login`) as an account allowed to resume Lifecycle Workflows tasks, or set RESUME_CREDENTIAL to match where the gateway runs.".into(),
-            CredentialSource::ClientSecret => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired).".into(),
+            (CredentialSource::ClientSecret, FailureClass::Transient) => "Entra ID did not answer; check outbound access to the sign-in host (login.microsoftonline.com or the cloud's), then try again.".into(),
+            (CredentialSource::ClientSecret, _) => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired): Entra ID refused them.".into(),
+            (CredentialSource::DeviceCode, FailureClass::Transient) => "Entra ID did not answer; check access to the sign-in host (AZURE_AUTHORITY_HOST or the cloud's), then run the command again.".into(),
+            (CredentialSource::DeviceCode, _) => "Run the command again and enter the code in time, as an account with the Lifecycle Workflows Administrator role; if Entra ID refused the client or the permission (AADSTS65001, 700016), an administrator must consent to it for RESUME_OPERATOR_CLIENT_ID, or register your own public client (see docs/operations.md).".into(),
         }
     }
 }
+
+/// Sorts an SDK failure into a [`FailureClass`] and names its cause in a few words (empty when
+/// the SDK's own line says it best). The SDK gives text, not types, for the developer tools:
+/// its messages are matched as `azure_identity` 1.0 writes them (`az not found on PATH`,
+/// the CLI's `Please run 'az login'`).
+fn classify(source: CredentialSource, status: Option<u16>, text: &str) -> (FailureClass, String) {
+    let lower = text.to_ascii_lowercase();
+    if let Some(status) = status {
+        return if crate::graph::is_transient_status(status) {
+            (FailureClass::Transient, String::new())
+        } else {
+            (
+                FailureClass::Refused,
+                format!(
+                    "the identity endpoint answered {status}: {}",
+                    one_line(text)
+                ),
+            )
+        };
+    }
+    if source == CredentialSource::Developer {
+        let missing = |tool: &str| {
+            lower.contains(&format!("{tool} not found on path"))
+                || lower.contains(&format!("\"{tool}\" wasn't found on path"))
+        };
+        let az_missing = missing("az");
+        let az_signed_out = lower.contains("az login")
+            || lower.contains("aadsts70043")
+            || lower.contains("aadsts700082");
+        let azd_signed_out = lower.contains("azd auth login") || lower.contains("not logged in");
+        if az_signed_out && !az_missing {
+            return (
+                FailureClass::NotSignedIn,
+                "the Azure CLI (az) is not signed in".into(),
+            );
+        }
+        if az_missing && azd_signed_out && !missing("azd") {
+            return (
+                FailureClass::NotSignedIn,
+                "azd (the Azure Developer CLI) is not signed in, and az was not found on PATH"
+                    .into(),
+            );
+        }
+        if az_missing {
+            return (FailureClass::ToolMissing, "az not found on PATH".into());
+        }
+    }
+    let transient = [
+        "timed out",
+        "timeout",
+        "connection",
+        "temporarily",
+        "dns error",
+        "network",
+    ];
+    if lower.contains("aadsts") {
+        (FailureClass::Refused, String::new())
+    } else if source != CredentialSource::Developer || transient.iter().any(|t| lower.contains(t)) {
+        // No HTTP answer from an endpoint: the network, which may be back next time.
+        (FailureClass::Transient, String::new())
+    } else {
+        (FailureClass::Refused, String::new())
+    }
+}
+
+/// The SDK's message on one line: its lines joined, without the troubleshooting links and the
+/// "multiple errors" header, at most [`MAX_MESSAGE`] characters (a CLI may print pages).
+fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("To troubleshoot")
+                && !l.starts_with("Multiple errors were encountered")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    match joined.char_indices().nth(MAX_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
+    }
+}
+
+/// How much of an SDK message a problem's `detail` carries.
+const MAX_MESSAGE: usize = 400;
 
 /// The HTTP status anywhere in the SDK error's chain.
 fn http_status(error: &azure_core::Error) -> Option<u16> {
@@ -526,7 +743,7 @@ mod tests {
             .collect();
         for t in tasks {
             let e = t.await.unwrap().unwrap_err();
-            assert!(e.retryable);
+            assert!(e.retryable());
             assert!(e.message.contains("connection refused"), "{}", e.message);
             assert!(e.remedy.contains("system-assigned"), "{}", e.remedy);
         }
@@ -542,6 +759,136 @@ mod tests {
         ts.token().await.unwrap();
         ts.token().await.unwrap();
         assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn credential_failures_are_classified() {
+        use CredentialSource::{ClientSecret, Developer, ManagedIdentity};
+        use FailureClass::*;
+        let class = |source, status, text: &str| classify(source, status, text).0;
+        // What azure_identity 1.0's DeveloperToolsCredential says, tool by tool.
+        let az_missing = "Multiple errors were encountered while attempting to authenticate:\nAzureCliCredential authentication failed. az not found on PATH\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot#azure-cli\nAzureDeveloperCliCredential authentication failed. azd not found on PATH\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot#azd";
+        assert_eq!(
+            classify(Developer, None, az_missing),
+            (ToolMissing, "az not found on PATH".into())
+        );
+        let signed_out = "Multiple errors were encountered while attempting to authenticate:\nAzureCliCredential authentication failed. ERROR: Please run 'az login' to setup account.\nAzureDeveloperCliCredential authentication failed. azd not found on PATH";
+        assert_eq!(class(Developer, None, signed_out), NotSignedIn);
+        let azd_only = "AzureCliCredential authentication failed. az not found on PATH\nAzureDeveloperCliCredential authentication failed.\nnot logged in, run `azd auth login` to login";
+        let (c, cause) = classify(Developer, None, azd_only);
+        assert_eq!(c, NotSignedIn);
+        assert!(cause.starts_with("azd"), "{cause}");
+        assert_eq!(
+            class(
+                Developer,
+                None,
+                "AADSTS65002: Consent between first party application"
+            ),
+            Refused
+        );
+        assert_eq!(
+            class(
+                Developer,
+                None,
+                "az: HTTPSConnectionPool: connection aborted"
+            ),
+            Transient
+        );
+        assert_eq!(class(ManagedIdentity, Some(400), "Bad Request"), Refused);
+        assert_eq!(class(ManagedIdentity, Some(404), "Not Found"), Refused);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(class(ManagedIdentity, Some(s), "x"), Transient, "{s}");
+        }
+        assert_eq!(
+            class(ManagedIdentity, None, "connection refused"),
+            Transient
+        );
+        assert_eq!(
+            class(
+                ClientSecret,
+                Some(401),
+                "AADSTS7000215: Invalid client secret"
+            ),
+            Refused
+        );
+        assert_eq!(
+            class(ClientSecret, None, "AADSTS90002: Tenant not found"),
+            Refused
+        );
+        assert_eq!(
+            class(ClientSecret, None, "error sending request"),
+            Transient
+        );
+    }
+
+    #[test]
+    fn sdk_text_becomes_one_short_line() {
+        let text = "Multiple errors were encountered while attempting to authenticate:\nAzureCliCredential authentication failed. az not found on PATH\nTo troubleshoot, visit https://aka.ms/x\n\n  AzureDeveloperCliCredential authentication failed. azd not found on PATH\n";
+        assert_eq!(
+            one_line(text),
+            "AzureCliCredential authentication failed. az not found on PATH; AzureDeveloperCliCredential authentication failed. azd not found on PATH"
+        );
+        let long = one_line(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_MESSAGE + 1);
+        assert!(long.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn a_missing_tool_is_answered_once_without_retry_and_names_the_fix() {
+        #[derive(Debug)]
+        struct NoAz(AtomicUsize);
+        #[async_trait::async_trait]
+        impl TokenCredential for NoAz {
+            async fn get_token(
+                &self,
+                _: &[&str],
+                _: Option<TokenRequestOptions<'_>>,
+            ) -> azure_core::Result<AccessToken> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err(azure_core::Error::with_message(
+                    azure_core::error::ErrorKind::Credential,
+                    "AzureCliCredential authentication failed. az not found on PATH\nTo troubleshoot, visit https://aka.ms/x",
+                ))
+            }
+        }
+        let ts = TokenSource::new(
+            Arc::new(NoAz(AtomicUsize::new(0))),
+            CredentialSource::Developer,
+            "https://graph.microsoft.com/.default".into(),
+            None,
+        );
+        let e = ts.token().await.unwrap_err();
+        assert!(!e.retryable());
+        assert_eq!(e.class, FailureClass::ToolMissing);
+        assert!(!e.message.contains('\n'), "{}", e.message);
+        assert!(
+            e.remedy
+                .starts_with("az not found on PATH: install the Azure CLI"),
+            "{}",
+            e.remedy
+        );
+        assert!(e.remedy.contains("RESUME_CREDENTIAL"), "{}", e.remedy);
+        assert!(!e.remedy.contains("sign in"), "{}", e.remedy);
+    }
+
+    #[test]
+    fn the_gateway_refuses_device_code_sign_in() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config =
+            Config::from_lookup(|k| (k == "RESUME_CREDENTIAL").then(|| "device-code".to_owned()))
+                .unwrap();
+        let e = TokenSource::from_config(&config).unwrap_err().to_string();
+        assert!(e.contains("operator commands"), "{e}");
+        let ts = TokenSource::for_operator(&config, OperatorAccess::Write).unwrap();
+        assert_eq!(ts.source(), CredentialSource::DeviceCode);
+        assert!(
+            ts.call_timeout > crate::device_code::SIGN_IN_LIMIT,
+            "a person has the whole sign-in time"
+        );
+        assert_eq!(
+            ts.scope,
+            "https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All"
+        );
     }
 
     #[test]

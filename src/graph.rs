@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
 
-use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::callout::OperationStatus;
@@ -123,6 +123,9 @@ pub enum GetError {
     NotACollection(String),
     #[error("the collection has more than {0} pages; stopped")]
     TooManyPages(usize),
+    /// Graph answered 2xx with a document of another shape than asked for.
+    #[error("Graph's answer is {0}")]
+    Unusable(String),
 }
 
 impl GraphFailure {
@@ -369,15 +372,34 @@ impl GraphClient {
         client_request_id: &str,
         timeout: Duration,
     ) -> Result<Fetched, AttemptError> {
+        self.send(Method::GET, url, bearer, None, client_request_id, timeout)
+            .await
+    }
+
+    /// Sends one request with an optional JSON body; a 2xx without a body (Graph's 204 to a
+    /// PATCH) gives `null`.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: &str,
+        body: Option<&serde_json::Value>,
+        client_request_id: &str,
+        timeout: Duration,
+    ) -> Result<Fetched, AttemptError> {
         let started = tokio::time::Instant::now();
-        let response = self
+        let mut request = self
             .http
-            .get(url)
+            .request(method, url)
             .bearer_auth(bearer)
             .header("client-request-id", client_request_id)
             .header("return-client-request-id", "true")
             .header("accept", "application/json")
-            .timeout(timeout)
+            .timeout(timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| AttemptError::Transient(transport_failure(&e, timeout)))?;
@@ -400,6 +422,13 @@ impl GraphClient {
                 )));
             }
         };
+        if bytes.is_empty() {
+            return Ok(Fetched {
+                body: serde_json::Value::Null,
+                request_id,
+                attempts: 1,
+            });
+        }
         let body = serde_json::from_slice(&bytes).map_err(|e| {
             AttemptError::Permanent(GraphFailure {
                 status: Some(status.as_u16()),
@@ -425,6 +454,31 @@ impl GraphClient {
         bearer: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Fetched, GetError> {
+        self.send_retrying(Method::GET, url, bearer, None, deadline)
+            .await
+    }
+
+    /// PATCHes `url` with `body`, retried as [`Self::get_retrying`] is: only for a PATCH that
+    /// sets a whole value, so that sending it twice does what sending it once does.
+    pub async fn patch_retrying(
+        &self,
+        url: &str,
+        bearer: &str,
+        body: &serde_json::Value,
+        deadline: tokio::time::Instant,
+    ) -> Result<Fetched, GetError> {
+        self.send_retrying(Method::PATCH, url, bearer, Some(body), deadline)
+            .await
+    }
+
+    async fn send_retrying(
+        &self,
+        method: Method,
+        url: &str,
+        bearer: &str,
+        body: Option<&serde_json::Value>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Fetched, GetError> {
         let client_request_id = client_request_id();
         let attempts = AtomicU32::new(0);
         let last: Mutex<Option<GraphFailure>> = Mutex::new(None);
@@ -432,7 +486,14 @@ impl GraphClient {
             attempts.fetch_add(1, Ordering::Relaxed);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let result = self
-                .get(url, bearer, &client_request_id, left.min(ATTEMPT_TIMEOUT))
+                .send(
+                    method.clone(),
+                    url,
+                    bearer,
+                    body,
+                    &client_request_id,
+                    left.min(ATTEMPT_TIMEOUT),
+                )
                 .await;
             if let Err(AttemptError::Transient(f) | AttemptError::Permanent(f)) = &result {
                 *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
@@ -572,7 +633,12 @@ async fn refusal(
 
 /// Statuses worth another try; every other refusal is final.
 fn is_transient(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+    is_transient_status(status.as_u16())
+}
+
+/// The same rule for any endpoint's status (the identity endpoint's too).
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 fn transport_failure(e: &reqwest::Error, timeout: Duration) -> GraphFailure {

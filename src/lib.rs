@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod dedupe;
+mod device_code;
 pub mod graph;
 pub mod host;
 pub mod ids;

@@ -6,21 +6,24 @@ use std::process::ExitCode;
 use clap::Parser;
 use resume_gateway::cli::{self, Cli, Command};
 use resume_gateway::config::Config;
+// A setting that cannot work exits with EXIT_USAGE: the host restarts the handler (non-zero),
+// and the one line on stderr says which setting to fix.
 use resume_gateway::logging::{self, LogFormat};
+use resume_gateway::ops::{EXIT_FAILED, EXIT_USAGE as EXIT_BAD_SETTING};
 use resume_gateway::server;
-
-/// Exit code for a setting that cannot work: the host restarts the handler (non-zero), and the
-/// one line on stderr says which setting to fix.
-const EXIT_BAD_SETTING: u8 = 2;
-const EXIT_FAILED: u8 = 1;
 
 fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (reqwest is built without a default one).
     let _ = rustls::crypto::ring::default_provider().install_default();
     // The host starts the handler without arguments: that, or `serve`, serves.
-    match Cli::parse().command {
-        None | Some(Command::Serve) => serve(),
-        Some(command) => cli::run(command),
+    match Cli::try_parse() {
+        Ok(Cli {
+            command: None | Some(Command::Serve),
+        }) => serve(),
+        Ok(Cli {
+            command: Some(command),
+        }) => cli::run(command),
+        Err(e) => cli::refuse(e),
     }
 }
 

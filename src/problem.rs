@@ -10,9 +10,10 @@ use serde_json::{Map, Value, json};
 
 use crate::caller_auth::CallerAuthError;
 use crate::callout::{MAX_BODY_BYTES, RequestError};
-use crate::credential::TokenIdentity;
+use crate::config::ConfigError;
+use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
 use crate::dedupe::DedupeError;
-use crate::graph::GraphFailure;
+use crate::graph::{GetError, GraphFailure};
 use crate::resume::{ResumeError, Unavailable};
 
 /// Prefix of every problem `type`; docs/request-and-answer.md lists them all.
@@ -49,6 +50,94 @@ pub enum GatewayError {
     Internal,
     #[error(transparent)]
     Caller(#[from] CallerAuthError),
+}
+
+/// Why an operator command stopped: the command line's counterpart of [`GatewayError`],
+/// printed as one stderr line or, with `--json`, as one problem document on stdout.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// An argument cannot work; `argument` names it as typed (`--extension`).
+    #[error("{message}")]
+    InvalidArgument {
+        argument: Option<String>,
+        message: String,
+    },
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
+    #[error(transparent)]
+    CredentialSetup(#[from] CredentialSetupError),
+    #[error(transparent)]
+    Identity(#[from] CredentialError),
+    /// Graph refused or did not answer; `remedy` is what the command knows about why.
+    /// Boxed: it carries Graph's whole answer, and every other variant is small.
+    #[error("{what} failed: {source}")]
+    Graph {
+        what: &'static str,
+        source: Box<GetError>,
+        remedy: Option<String>,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(String),
+}
+
+impl CommandError {
+    /// True when nothing was tried because a setting or argument cannot work (exit code 2 in
+    /// docs/operations.md's table), false when the identity or Graph said no (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::InvalidArgument { .. } | Self::Setting(_))
+    }
+
+    /// The problem document for this failure.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::InvalidArgument { argument, message } => Problem::new(
+                "invalid-argument",
+                "An argument of the command is invalid",
+                StatusCode::BAD_REQUEST,
+                message.clone(),
+            )
+            .remedy("Fix the argument as described (see --help); nothing was sent.")
+            .with("argument", argument),
+            Self::Setting(e) => Problem::new(
+                "invalid-setting",
+                "A setting is invalid",
+                StatusCode::BAD_REQUEST,
+                e.to_string(),
+            )
+            .remedy(format!("Set {} to {} (or remove it to use the default); nothing was sent.", e.setting, e.allowed))
+            .with("setting", e.setting),
+            Self::CredentialSetup(e) => Problem::new(
+                "identity-unavailable",
+                "The credential could not be set up",
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+            )
+            .remedy("Check RESUME_CREDENTIAL and the variables it needs (IDENTITY_ENDPOINT/MSI_ENDPOINT are set by the platform)."),
+            Self::Identity(e) => identity_problem(e),
+            Self::Graph { what, source, remedy } => {
+                let detail = format!("{what} failed: {source}");
+                let (slug, title, status, failure) = match source.as_ref() {
+                    GetError::Refused(f) => match f.status {
+                        Some(401 | 403) => ("graph-forbidden", "Graph refused the identity", StatusCode::FAILED_DEPENDENCY, Some(f)),
+                        Some(404) => ("graph-not-found", "Graph does not know the object", StatusCode::FAILED_DEPENDENCY, Some(f)),
+                        _ => ("graph-rejected", "Graph refused the request", StatusCode::FAILED_DEPENDENCY, Some(f)),
+                    },
+                    GetError::Unavailable { last, .. } => ("graph-unavailable", "Graph did not answer in time", StatusCode::SERVICE_UNAVAILABLE, last.as_ref()),
+                    _ => ("graph-rejected", "Graph's answer cannot be used", StatusCode::BAD_GATEWAY, None),
+                };
+                Problem::new(slug, title, status, detail)
+                    .remedy(remedy.clone().unwrap_or_else(|| "Graph's code and message say why; run the command again if Graph was unavailable.".into()))
+                    .with("graph", failure)
+            }
+            Self::Runtime(e) => Problem::new(
+                "internal",
+                "The command could not start",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start the async runtime: {e}"),
+            )
+            .remedy("Run the command again; the machine may be out of threads or memory."),
+        }
+    }
 }
 
 /// An RFC 9457 problem document.
@@ -301,13 +390,7 @@ fn resume_problem(error: &ResumeError) -> Problem {
             client_request_id,
         } => {
             let mut p = match cause {
-                    Unavailable::Identity(e) => Problem::new(
-                        "identity-unavailable",
-                        "The gateway could not get a token for Graph",
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("{}. Nothing was sent to Graph.", e.message.trim_end_matches('.')),
-                    )
-                    .remedy(e.remedy.clone()),
+                    Unavailable::Identity(e) => identity_problem(e),
                     Unavailable::Graph(f) => Problem::new(
                         "graph-unavailable",
                         "Graph did not accept the resume in time",
@@ -333,6 +416,20 @@ fn resume_problem(error: &ResumeError) -> Problem {
                 .with("retryAfterSeconds", retry_after.as_secs())
         }
     }
+}
+
+fn identity_problem(e: &CredentialError) -> Problem {
+    Problem::new(
+        "identity-unavailable",
+        "The gateway could not get a token for Graph",
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "{}. Nothing was sent to Graph.",
+            e.message.trim_end_matches('.')
+        ),
+    )
+    .remedy(e.remedy.clone())
+    .with("cause", e.class)
 }
 
 fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
@@ -366,7 +463,7 @@ fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
                 .remedy(format!(
                     "Allow the Function App's identity ({who}) to resume this task, either way: \
                      (1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
-                     (scripts/grant.sh --extension <customTaskExtensionId>); or \
+                     (handler grant --extension <customTaskExtensionId> --app {app}); or \
                      (2) grant {app} the {LIFECYCLE_PERMISSION} application permission on Microsoft Graph \
                      (scripts/grant.sh --app-role). {roles}"
                 ))

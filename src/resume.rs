@@ -141,7 +141,7 @@ enum TryError {
 impl TryError {
     fn retryable(&self) -> bool {
         match self {
-            Self::Identity(e) => e.retryable,
+            Self::Identity(e) => e.retryable(),
             Self::Graph(AttemptError::Transient(_), _) => true,
             Self::Graph(AttemptError::Permanent(_), _) => false,
         }
@@ -155,14 +155,28 @@ impl TryError {
     }
 }
 
+/// Told about each wait before another try: what failed, how long the wait is, and how many
+/// attempts were made so far.
+pub type Progress = Box<dyn Fn(&str, Duration, u32) + Send + Sync>;
+
 /// Sends resumes to Graph with the gateway's identity.
-#[derive(Debug)]
 pub struct Resumer {
     graph: GraphClient,
     tokens: Arc<TokenSource>,
     default_source: String,
     deadline: Duration,
     dry_run: bool,
+    progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for Resumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumer")
+            .field("tokens", &self.tokens)
+            .field("deadline", &self.deadline)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Resumer {
@@ -174,7 +188,15 @@ impl Resumer {
             default_source: config.default_source.clone(),
             deadline: config.deadline,
             dry_run: config.dry_run,
+            progress: None,
         }
+    }
+
+    /// Also tells `progress` about every wait before a retry (the CLI prints them, so a
+    /// person sees why a command takes long).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Resumes the task, retrying transient failures until `started + deadline`.
@@ -238,7 +260,11 @@ impl Resumer {
             .sleep(tokio::time::sleep)
             .when(TryError::retryable)
             .notify(|e, wait| {
-                tracing::info!(error = %describe(e), wait_ms = wait.as_millis() as u64, "transient failure, retrying");
+                let what = describe(e);
+                tracing::info!(error = %what, wait_ms = wait.as_millis() as u64, "transient failure, retrying");
+                if let Some(progress) = &self.progress {
+                    progress(&what, wait, attempts.load(Ordering::Relaxed));
+                }
             })
             .adjust(|e, planned| graph::next_wait(e.retry_after(), planned, deadline));
 

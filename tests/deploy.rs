@@ -436,7 +436,6 @@ fn logic_app_workflow_receives_a_callout_and_hands_it_to_the_gateway() {
 const PRINCIPAL: &str = "11111111-1111-1111-1111-111111111111";
 const APP_ID: &str = "22222222-2222-2222-2222-222222222222";
 const EXTENSION: &str = "33333333-3333-3333-3333-333333333333";
-const OTHER_APP: &str = "44444444-4444-4444-4444-444444444444";
 const GRAPH_SP: &str = "55555555-5555-5555-5555-555555555555";
 const ROLE_ID: &str = "66666666-6666-6666-6666-666666666666";
 
@@ -453,10 +452,7 @@ case "$args" in
   "ad sp show --id 00000003-0000-0000-c000-000000000000 --query appRoles"*) echo "$FAKE_ROLE_ID" ;;
   "ad sp show --id $FAKE_PRINCIPAL --query appId"*) echo "$FAKE_APP_ID" ;;
   "rest --method GET --uri "*"/appRoleAssignments --query"*) cat "$dir/assignment" ;;
-  "rest --method GET --uri "*"customTaskExtensions/"*"--query callbackConfiguration.timeoutDuration"*) echo PT30M ;;
-  "rest --method GET --uri "*"customTaskExtensions/"*"--query callbackConfiguration.authorizedApps"*) cat "$dir/authorized" ;;
   "rest --method POST "*) echo "assigned" >"$dir/assignment" ;;
-  "rest --method PATCH "*) echo "$FAKE_APP_ID" >>"$dir/authorized" ;;
   *) echo "fake az: unexpected call: $args" >&2; exit 9 ;;
 esac
 "#;
@@ -478,11 +474,15 @@ impl FakeAzure {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.join("assignment"), "").unwrap();
-        std::fs::write(dir.join("authorized"), format!("{OTHER_APP}\n")).unwrap();
         Self { dir }
     }
 
     fn grant(&self, args: &[&str]) -> (bool, String) {
+        self.grant_with(args, &[])
+    }
+
+    /// Runs grant.sh with the fake `az` first on PATH and `env` added.
+    fn grant_with(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
         let path = format!(
             "{}:{}",
             self.dir.display(),
@@ -492,6 +492,8 @@ impl FakeAzure {
             .arg(root().join("scripts/grant.sh"))
             .args(args)
             .env("PATH", path)
+            .env_remove("RESUME_CREDENTIAL")
+            .envs(env.iter().copied())
             .env("FAKE_PRINCIPAL", PRINCIPAL)
             .env("FAKE_APP_ID", APP_ID)
             .env("FAKE_GRAPH_SP", GRAPH_SP)
@@ -528,64 +530,64 @@ impl Drop for FakeAzure {
     }
 }
 
-#[test]
-fn grant_extension_dry_run_prints_the_patch_and_changes_nothing() {
-    let az = FakeAzure::new("ext-dry");
-    let (ok, out) = az.grant(&[
-        "--extension",
-        EXTENSION,
-        "--resource-group",
-        "rg",
-        "--name",
-        "app",
-        "--dry-run",
-    ]);
-    assert!(ok, "{out}");
-    let calls = az.take_calls();
-    assert!(
-        FakeAzure::writes(&calls).is_empty(),
-        "dry-run wrote: {calls:?}"
-    );
-    assert!(calls[0].starts_with("functionapp identity show --resource-group rg --name app"));
-    assert!(
-        out.contains("DRY-RUN would run: az rest --method PATCH"),
-        "{out}"
-    );
-    assert!(out.contains(&format!(
-        "https://graph.microsoft.com/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions/{EXTENSION}"
-    )));
-    // The body keeps the app already there and the timeout, and adds the gateway's app id.
-    let expected = format!(
-        r##"{{"callbackConfiguration":{{"@odata.type":"#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration","timeoutDuration":"PT30M","authorizedApps":[{{"id":"{OTHER_APP}"}},{{"id":"{APP_ID}"}}]}}}}"##
-    );
-    let printed = out
-        .lines()
-        .find(|l| l.starts_with("DRY-RUN"))
-        .unwrap()
-        .replace('\\', "");
-    assert!(printed.contains(&expected), "{printed}\nwanted {expected}");
+/// A stand-in `handler` that records its arguments and the credential it was given.
+const FAKE_HANDLER: &str = r#"#!/usr/bin/env bash
+printf '%s|%s|%s\n' "$*" "${RESUME_CREDENTIAL:-}" "${GRAPH_CLOUD:-}" >>"$(dirname "$0")/handler.log"
+echo "granted (fake handler)"
+"#;
+
+impl FakeAzure {
+    /// Installs the fake `handler` and returns its path.
+    fn handler(&self) -> PathBuf {
+        let handler = self.dir.join("handler");
+        std::fs::write(&handler, FAKE_HANDLER).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&handler, std::fs::Permissions::from_mode(0o755)).unwrap();
+        handler
+    }
+
+    fn handler_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("handler.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
+/// The extension's update goes through `handler grant` (device-code sign-in), never `az rest`:
+/// the Azure CLI's Graph token has no LifecycleWorkflows scope.
 #[test]
-fn grant_extension_is_idempotent() {
+fn grant_extension_hands_the_update_to_the_binary() {
     let az = FakeAzure::new("ext");
-    let args = ["--extension", EXTENSION, "--principal-id", PRINCIPAL];
-    let (ok, out) = az.grant(&args);
-    assert!(ok, "{out}");
-    let first = az.take_calls();
-    let writes = FakeAzure::writes(&first);
-    assert_eq!(writes.len(), 1, "{first:?}");
-    assert!(writes[0].contains("--method PATCH"));
-    assert!(out.contains(&format!("added {APP_ID}")), "{out}");
-
-    let (ok, out) = az.grant(&args);
-    assert!(ok, "{out}");
-    let second = az.take_calls();
-    assert!(
-        FakeAzure::writes(&second).is_empty(),
-        "second run wrote: {second:?}"
-    );
-    assert!(out.contains("already done"), "{out}");
+    let handler = az.handler();
+    for (extra, dry) in [(&[][..], ""), (&["--dry-run"][..], " --dry-run")] {
+        let args = [
+            &[
+                "--extension",
+                EXTENSION,
+                "--resource-group",
+                "rg",
+                "--name",
+                "app",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let (ok, all) = az.grant_with(&args, &[("HANDLER", handler.as_os_str())]);
+        assert!(ok, "{all}");
+        assert!(all.contains("granted (fake handler)"), "{all}");
+        let calls = az.take_calls();
+        assert!(
+            calls.iter().all(|c| !c.starts_with("rest ")),
+            "no az rest for the extension: {calls:?}"
+        );
+        assert!(calls[0].starts_with("functionapp identity show --resource-group rg --name app"));
+        assert_eq!(
+            az.handler_calls().last().unwrap(),
+            &format!("grant --extension {EXTENSION} --app {APP_ID}{dry}|device-code|global")
+        );
+    }
 }
 
 #[test]

@@ -306,7 +306,12 @@ async fn pending_says_what_permission_is_missing() {
     )
     .await;
     assert_eq!(ran.code, 2);
-    assert!(ran.stderr.contains("--workflow must be a workflow id"));
+    assert!(
+        ran.stderr
+            .contains("invalid value 'not-a-guid' for '--workflow <ID>': not a GUID"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[tokio::test]
@@ -525,7 +530,8 @@ async fn resume_refuses_bad_targets_and_dry_runs_without_calling_anything() {
     .await;
     assert_eq!(ran.code, 2);
     assert!(
-        ran.stderr.contains("`workflowId` must be a GUID"),
+        ran.stderr
+            .contains("invalid value 'nope' for '--workflow <ID>': not a GUID"),
         "{}",
         ran.stderr
     );
@@ -771,7 +777,7 @@ async fn check_fails_on_a_bad_setting_without_calling_anything() {
     let identity = Identity::start().await;
     let env = with(env_for(&graph, &identity), &[("GRAPH_API_VERSION", "v2")]);
     let ran = handler(&env, &["check", "--json"]).await;
-    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert_eq!(ran.code, 2, "a bad setting is exit code 2: {}", ran.all());
     let report = ran.json();
     let settings = check_named(&report, "settings");
     assert_eq!(settings["status"], "fail");
@@ -791,7 +797,7 @@ async fn check_fails_on_a_bad_setting_without_calling_anything() {
 
     let env = with(env_for(&graph, &identity), &[("RUST_LOG", "info,[[")]);
     let ran = handler(&env, &["check", "--json"]).await;
-    assert_eq!(ran.code, 1);
+    assert_eq!(ran.code, 2);
     let settings = check_named(&ran.json(), "settings").clone();
     assert_eq!(settings["status"], "fail");
     assert!(
@@ -849,4 +855,720 @@ async fn check_fails_when_the_identity_endpoint_is_unreachable() {
     // Graph is still probed, without a token: any answer proves it is reachable.
     assert_eq!(check_named(&report, "graph")["status"], "pass");
     assert!(!ran.all().contains(IDENTITY_SECRET));
+}
+
+#[tokio::test]
+async fn resume_without_az_fails_at_once_and_says_why() {
+    let graph = Graph::accepting().await;
+    let empty = std::env::temp_dir().join(format!("resume-gateway-nopath-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("RESUME_CREDENTIAL".to_string(), "developer".to_string()),
+        ("PATH".to_string(), empty.display().to_string()),
+    ];
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let args = resume_by_path(&path);
+    let started = Instant::now();
+    let ran = handler(&env, &args).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    assert!(
+        ran.stderr.contains("not resumed (identity-unavailable)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("remedy: az not found on PATH: install the Azure CLI"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("retrying"), "{}", ran.stderr);
+    assert_eq!(graph.calls().await, 0);
+}
+
+#[tokio::test]
+async fn resume_prints_a_progress_line_per_retry_wait() {
+    let graph = Graph::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "1"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204).insert_header("request-id", "third-time"))
+        .with_priority(2)
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start().await;
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let args = resume_by_path(&path);
+    let ran = handler(&env_for(&graph, &identity), &args).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let progress: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying in 1.0 s"))
+        .collect();
+    assert_eq!(progress.len(), 2, "{}", ran.stderr);
+    assert!(
+        progress[0].contains("attempt 1 failed (Graph answered 503"),
+        "{}",
+        progress[0]
+    );
+    assert!(progress[1].contains("attempt 2 failed"), "{}", progress[1]);
+    assert!(
+        ran.stdout.contains("request-id third-time"),
+        "{}",
+        ran.stdout
+    );
+}
+
+/// An identity endpoint that refuses every token request (an identity not assigned).
+async fn refusing_identity() -> Identity {
+    let identity = Identity::bare().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("Identity not found"))
+        .mount(&identity.server)
+        .await;
+    identity
+}
+
+/// `--json` on a failure: exactly one JSON document on stdout (the whole of stdout parses
+/// as one value), nothing multi-line on stderr, and the exit code of docs/operations.md's table.
+fn assert_one_problem(ran: &Ran, code: i32, slug: &str) -> Value {
+    assert_eq!(ran.code, code, "{slug}: {}", ran.all());
+    let doc = ran.json();
+    assert_eq!(
+        doc["type"],
+        format!("urn:resume-gateway:problem:{slug}"),
+        "{doc}"
+    );
+    assert!(!doc["detail"].as_str().unwrap().contains('\n'), "{doc}");
+    assert!(doc["remedy"].is_string(), "{doc}");
+    doc
+}
+
+/// A case name, the environment, the arguments, the exit code, the problem's slug, and the
+/// argument the problem must name.
+type FailureCase<'a> = (
+    &'a str,
+    Vec<(String, String)>,
+    Vec<String>,
+    i32,
+    &'a str,
+    Option<&'a str>,
+);
+
+#[tokio::test]
+async fn json_is_one_document_on_every_failure_path() {
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"error": {"code": "Forbidden", "message": "Insufficient privileges to complete the operation."}}),
+        ))
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start().await;
+    let refusing = refusing_identity().await;
+    let good = env_for(&graph, &identity);
+    let bad_setting = with(good.clone(), &[("GRAPH_API_VERSION", "v2")]);
+    let no_token = env_for(&graph, &refusing);
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let resume = |extra: &[&str]| -> Vec<String> {
+        ["resume", "--json", "--status", "completed"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let by_path = resume(&["--callback-uri-path", &path]);
+    let cases: Vec<FailureCase> = vec![
+        (
+            "pending: bad setting",
+            bad_setting.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                WORKFLOW.into(),
+            ],
+            2,
+            "invalid-setting",
+            None,
+        ),
+        (
+            "pending: bad id",
+            good.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                "not-a-guid".into(),
+            ],
+            2,
+            "invalid-argument",
+            Some("--workflow"),
+        ),
+        (
+            "pending: no workflow",
+            good.clone(),
+            vec!["pending".into(), "--json".into()],
+            2,
+            "invalid-argument",
+            None,
+        ),
+        (
+            "pending: no token",
+            no_token.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                WORKFLOW.into(),
+            ],
+            1,
+            "identity-unavailable",
+            None,
+        ),
+        (
+            "pending: Graph refuses",
+            good.clone(),
+            vec![
+                "pending".into(),
+                "--json".into(),
+                "--workflow".into(),
+                WORKFLOW.into(),
+            ],
+            1,
+            "graph-forbidden",
+            None,
+        ),
+        (
+            "resume: bad setting",
+            bad_setting.clone(),
+            by_path.clone(),
+            2,
+            "invalid-setting",
+            None,
+        ),
+        (
+            "resume: bad id",
+            good.clone(),
+            resume(&["--workflow", "nope", "--task", TASK, "--result", RESULT]),
+            2,
+            "invalid-argument",
+            Some("--workflow"),
+        ),
+        (
+            "resume: bad status",
+            good.clone(),
+            vec![
+                "resume".into(),
+                "--json".into(),
+                "--status".into(),
+                "done".into(),
+                "--callback-uri-path".into(),
+                path.clone(),
+            ],
+            2,
+            "invalid-argument",
+            Some("--status"),
+        ),
+        (
+            "resume: no callout file",
+            good.clone(),
+            resume(&["--callout", "/nonexistent/callout.json"]),
+            2,
+            "invalid-argument",
+            Some("--callout"),
+        ),
+        (
+            "resume: bad path",
+            good.clone(),
+            resume(&["--callback-uri-path", "/users"]),
+            2,
+            "callback-path-refused",
+            None,
+        ),
+        (
+            "resume: no token",
+            no_token.clone(),
+            by_path.clone(),
+            1,
+            "identity-unavailable",
+            None,
+        ),
+        (
+            "check: bad id",
+            good.clone(),
+            vec![
+                "check".into(),
+                "--json".into(),
+                "--extension".into(),
+                "not-a-guid".into(),
+            ],
+            2,
+            "invalid-argument",
+            Some("--extension"),
+        ),
+    ];
+    for (case, env, args, code, slug, argument) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = handler(&env, &args).await;
+        let doc = assert_one_problem(&ran, code, slug);
+        if let Some(argument) = argument {
+            assert_eq!(doc["argument"], argument, "{case}: {doc}");
+        }
+        // Without --json: one line saying what, and the remedy on the next.
+        let plain: Vec<&str> = args.into_iter().filter(|a| *a != "--json").collect();
+        let ran = handler(&env, &plain).await;
+        assert_eq!(ran.code, code, "{case}: {}", ran.all());
+        assert!(ran.stdout.is_empty(), "{case}: {}", ran.stdout);
+        // The error and its remedy, each on one line, and nothing else.
+        let lines: Vec<&str> = ran.stderr.lines().collect();
+        assert!(lines.len() <= 2, "{case}: {}", ran.stderr);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("resume-gateway") || l.starts_with("not resumed (")),
+            "{case}: {}",
+            ran.stderr
+        );
+        if slug != "invalid-setting" {
+            assert!(
+                lines.iter().any(|l| l.starts_with("remedy: ")),
+                "{case}: {}",
+                ran.stderr
+            );
+        }
+    }
+    // check answers with its checklist, one document, whatever failed.
+    for (env, code) in [(bad_setting, 2), (no_token, 1)] {
+        let ran = handler(&env, &["check", "--json"]).await;
+        assert_eq!(ran.code, code, "{}", ran.all());
+        assert_eq!(ran.json()["ok"], false);
+    }
+}
+
+#[tokio::test]
+async fn status_is_taken_in_any_case() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    for status in ["Completed", "FAILED", "completed"] {
+        let ran = handler(
+            &env_for(&graph, &identity),
+            &[
+                "resume",
+                "--callback-uri-path",
+                &path,
+                "--status",
+                status,
+                "--dry-run",
+                "--json",
+            ],
+        )
+        .await;
+        assert_eq!(ran.code, 0, "{status}: {}", ran.all());
+        assert_eq!(
+            ran.json()["operationStatus"],
+            status.to_ascii_lowercase(),
+            "{status}"
+        );
+    }
+}
+
+const OPERATOR_CLIENT: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
+
+/// A stand-in Entra ID for device-code sign-in (v2.0 endpoints under `organizations`): the
+/// code, then one `authorization_pending` before the token, as a person takes a moment.
+async fn authority(token: &str) -> Server {
+    authority_pending(token, 1).await
+}
+
+/// [`authority`] with `pending` answers of `authorization_pending` before the token.
+async fn authority_pending(token: &str, pending: u64) -> Server {
+    use wiremock::matchers::body_string_contains;
+    let server = std::mem::ManuallyDrop::new(wiremock::MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path("/organizations/oauth2/v2.0/devicecode"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "device_code": "device-code-1", "user_code": "ABCD-EFGH",
+            "verification_uri": "https://microsoft.com/devicelogin",
+            "expires_in": 900, "interval": 1,
+            "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code ABCD-EFGH to authenticate."
+        })))
+        .mount(&server)
+        .await;
+    let token_call = || {
+        Mock::given(method("POST"))
+            .and(path("/organizations/oauth2/v2.0/token"))
+            .and(body_string_contains("device_code=device-code-1"))
+    };
+    token_call()
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "authorization_pending",
+            "error_description": "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."
+        })))
+        .up_to_n_times(pending)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    token_call()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600,
+            "scope": "https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All",
+            "access_token": token
+        })))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
+/// What the stand-in Entra ID was sent, as form bodies.
+async fn authority_calls(server: &Server) -> Vec<(String, String)> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let body = url::form_urlencoded::parse(&r.body)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            (r.url.path().to_owned(), body)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn device_code_sign_in_prompts_on_stderr_and_calls_graph_as_the_person() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority(&token).await;
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/lifecycleWorkflows/workflows/{WORKFLOW}/runs"
+        )))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": []})))
+        .mount(&graph.server)
+        .await;
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+    ];
+    let ran = handler(
+        &env,
+        &[
+            "pending",
+            "--workflow",
+            WORKFLOW,
+            "--client-id",
+            OPERATOR_CLIENT,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert_eq!(ran.json()["runsTotal"], 0);
+    assert!(
+        ran.stderr.contains(
+            "to sign in, open https://microsoft.com/devicelogin and enter the code ABCD-EFGH"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        !ran.all().contains(&token),
+        "the token leaked:\n{}",
+        ran.all()
+    );
+    let calls = authority_calls(&entra).await;
+    assert_eq!(calls.len(), 3, "code, pending, token: {calls:?}");
+    assert_eq!(calls[0].0, "/organizations/oauth2/v2.0/devicecode");
+    assert!(
+        calls[0].1.contains(&format!("client_id={OPERATOR_CLIENT}")),
+        "{calls:?}"
+    );
+    assert!(
+        calls[0]
+            .1
+            .contains("scope=https://graph.microsoft.com/LifecycleWorkflows.Read.All"),
+        "a read asks for Read.All: {calls:?}"
+    );
+    for (_, body) in &calls[1..] {
+        assert!(
+            body.contains("grant_type=urn:ietf:params:oauth:grant-type:device_code"),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("client_id={OPERATOR_CLIENT}")),
+            "{body}"
+        );
+        assert!(!body.contains("client_secret"), "a public client: {body}");
+    }
+    assert_eq!(graph.calls().await, 1);
+
+    // check names what the person's token was asked for.
+    let ran = handler(&env, &["check", "--client-id", OPERATOR_CLIENT, "--json"]).await;
+    let report = ran.json();
+    let token_check = check_named(&report, "token");
+    assert_eq!(token_check["status"], "pass", "{report}");
+    assert_eq!(
+        token_check["detail"],
+        "got a Graph token for https://graph.microsoft.com/LifecycleWorkflows.Read.All with the device-code sign-in"
+    );
+}
+
+/// A custom task extension as Graph returns it with authorizedApps expanded.
+fn extension_with(apps: &[(&str, &str)], timeout: Option<&str>) -> Value {
+    let apps: Vec<Value> = apps
+        .iter()
+        .map(|(id, app_id)| json!({"id": id, "appId": app_id, "displayName": "an app"}))
+        .collect();
+    let mut callback = json!({
+        "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration",
+        "authorizedApps": apps
+    });
+    if let Some(t) = timeout {
+        callback["timeoutDuration"] = json!(t);
+    }
+    json!({"id": EXTENSION, "displayName": "Provision the mailbox", "callbackConfiguration": callback})
+}
+
+async fn graph_with_extension(extension: Value) -> Graph {
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions/{EXTENSION}"
+        )))
+        .and(query_param(
+            "$expand",
+            "callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(extension))
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions/{EXTENSION}"
+        )))
+        .respond_with(ResponseTemplate::new(204).insert_header("request-id", "req-patch"))
+        .mount(&graph.server)
+        .await;
+    graph
+}
+
+fn patches(requests: &[wiremock::Request]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn grant_adds_the_app_once_with_one_identifier_per_app() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority(&token).await;
+    let graph = graph_with_extension(extension_with(
+        &[("0b1c2d3e-0000-4000-8000-00000000000a", OTHER_APP)],
+        Some("PT30M"),
+    ))
+    .await;
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+        ("RESUME_CREDENTIAL".to_string(), "device-code".to_string()),
+    ];
+    let args = ["grant", "--extension", EXTENSION, "--app", GATEWAY_APP_ID];
+
+    let dry = handler(&env, &[&args[..], &["--dry-run", "--json"]].concat()).await;
+    assert_eq!(dry.code, 0, "{}", dry.all());
+    assert_eq!(dry.json()["outcome"], "dry-run");
+    assert!(
+        patches(&graph.requests().await).is_empty(),
+        "a dry run sends nothing"
+    );
+
+    let ran = handler(&env, &[&args[..], &["--json"]].concat()).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let out = ran.json();
+    assert_eq!(out["outcome"], "granted");
+    assert_eq!(out["graphRequestId"], "req-patch");
+    let sent = patches(&graph.requests().await);
+    let expected = json!({"callbackConfiguration": {
+        "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration",
+        "timeoutDuration": "PT30M",
+        "authorizedApps": [{"id": OTHER_APP}, {"id": GATEWAY_APP_ID}]
+    }});
+    assert_eq!(sent, vec![expected.clone()]);
+    assert_eq!(
+        dry.json()["request"],
+        expected,
+        "the dry run shows what is sent"
+    );
+    assert!(!ran.all().contains(&token));
+    let scopes = authority_calls(&entra).await;
+    assert!(
+        scopes[0]
+            .1
+            .contains("scope=https://graph.microsoft.com/LifecycleWorkflows.ReadWrite.All"),
+        "a write asks for ReadWrite.All: {scopes:?}"
+    );
+
+    // Listed already (here by appId in another case): read, say so, send nothing.
+    let listed = graph_with_extension(extension_with(
+        &[(
+            "0b1c2d3e-0000-4000-8000-00000000000b",
+            &GATEWAY_APP_ID.to_uppercase(),
+        )],
+        Some("PT30M"),
+    ))
+    .await;
+    let env = with(
+        env[1..].to_vec(),
+        &[("GRAPH_ENDPOINT", &listed.server.uri())],
+    );
+    let again = handler(&env, &args).await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("already granted"), "{}", again.stdout);
+    assert!(patches(&listed.requests().await).is_empty());
+}
+
+#[tokio::test]
+async fn grant_failures_say_what_to_fix() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority(&token).await;
+    let env_for = |graph: &Graph| {
+        vec![
+            ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+            ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+            ("RESUME_CREDENTIAL".to_string(), "device-code".to_string()),
+        ]
+    };
+    let args = [
+        "grant",
+        "--json",
+        "--extension",
+        EXTENSION,
+        "--app",
+        GATEWAY_APP_ID,
+    ];
+
+    let forbidden = Graph::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            json!({"error": {"code": "Forbidden", "message": "Insufficient privileges to complete the operation."}}),
+        ))
+        .mount(&forbidden.server)
+        .await;
+    let ran = handler(&env_for(&forbidden), &args).await;
+    let doc = assert_one_problem(&ran, 1, "graph-forbidden");
+    let remedy = doc["remedy"].as_str().unwrap();
+    for needed in [
+        "Lifecycle Workflows Administrator",
+        "Logic App Contributor",
+        "Contributor or Owner",
+    ] {
+        assert!(remedy.contains(needed), "{remedy}");
+    }
+
+    let no_callback = graph_with_extension(extension_with(&[], None)).await;
+    let ran = handler(&env_for(&no_callback), &args).await;
+    let doc = assert_one_problem(&ran, 2, "invalid-argument");
+    assert_eq!(doc["argument"], "--extension");
+    assert!(patches(&no_callback.requests().await).is_empty());
+
+    let ran = handler(
+        &env_for(&no_callback),
+        &[
+            "grant",
+            "--json",
+            "--extension",
+            EXTENSION,
+            "--app",
+            "gateway",
+        ],
+    )
+    .await;
+    assert_eq!(
+        assert_one_problem(&ran, 2, "invalid-argument")["argument"],
+        "--app"
+    );
+
+    // Entra ID refuses the client: answered at once, not retried for the deadline.
+    let refusing = std::mem::ManuallyDrop::new(wiremock::MockServer::start().await);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "unauthorized_client",
+            "error_description": "AADSTS700016: Application with identifier 'x' was not found in the directory."
+        })))
+        .mount(&refusing)
+        .await;
+    let started = Instant::now();
+    let env = with(
+        env_for(&no_callback),
+        &[("AZURE_AUTHORITY_HOST", &refusing.uri())],
+    );
+    let ran = handler(&env, &args).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let doc = assert_one_problem(&ran, 1, "identity-unavailable");
+    assert_eq!(doc["cause"], "refused", "{doc}");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("AADSTS700016"),
+        "{doc}"
+    );
+    assert_eq!(refusing.received_requests().await.unwrap().len(), 1);
+}
+
+/// `handler resume` of `path` as completed.
+fn resume_by_path(path: &str) -> [&str; 5] {
+    [
+        "resume",
+        "--callback-uri-path",
+        path,
+        "--status",
+        "completed",
+    ]
+}
+
+/// Entering a code takes a person longer than a request's deadline: the sign-in comes first,
+/// and the deadline bounds only the resume.
+#[tokio::test]
+async fn resume_signs_in_before_its_deadline_starts() {
+    let token = gateway_token(&[], "secret-token-marker-person");
+    let entra = authority_pending(&token, 2).await;
+    let graph = Graph::accepting().await;
+    let env = vec![
+        ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+        ("AZURE_AUTHORITY_HOST".to_string(), entra.uri()),
+        ("RESUME_CREDENTIAL".to_string(), "device-code".to_string()),
+        ("RESUME_DEADLINE_SECONDS".to_string(), "1".to_string()),
+    ];
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let started = Instant::now();
+    let ran = handler(&env, &resume_by_path(&path)).await;
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "two polls a second apart"
+    );
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(ran.stdout.starts_with("resumed:"), "{}", ran.stdout);
+    assert_eq!(graph.calls().await, 1);
+    assert!(!ran.all().contains(&token));
 }

@@ -584,3 +584,108 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
             .any(|l| l.contains("shutdown requested"))
     );
 }
+
+/// A directory of its own under the system's temporary folder, for PATH entries.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "resume-gateway-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A PATH holding only a fake `az` that answers as the Azure CLI does when nobody ran
+/// `az login` (its message on stderr, exit code 1).
+fn path_with_signed_out_az() -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch_dir("az");
+    let az = dir.join("az");
+    std::fs::write(
+        &az,
+        "#!/bin/sh\necho \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir.display().to_string()
+}
+
+/// Each credential that cannot work is answered at once (the default 60 s deadline would
+/// otherwise be spent retrying), with its cause, the one fix, and one warning in the log.
+#[tokio::test]
+async fn a_credential_that_cannot_work_is_answered_within_two_seconds() {
+    let graph = Graph::accepting().await;
+    let refusing = Identity::bare().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "statusCode": 400,
+            "message": "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId."
+        })))
+        .mount(&refusing.server)
+        .await;
+    let developer = |path: String| {
+        vec![
+            ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
+            ("RESUME_CREDENTIAL".to_string(), "developer".to_string()),
+            ("PATH".to_string(), path),
+        ]
+    };
+    let cases = [
+        (
+            "no az on PATH",
+            developer(scratch_dir("empty").display().to_string()),
+            "tool-missing",
+            "az not found on PATH: install the Azure CLI",
+        ),
+        (
+            "az not signed in",
+            developer(path_with_signed_out_az()),
+            "not-signed-in",
+            "run `az login`",
+        ),
+        (
+            "identity endpoint answers 400",
+            env_for(&graph, &refusing),
+            "refused",
+            "system-assigned managed identity turned on",
+        ),
+    ];
+    for (n, (case, env, cause, fix)) in cases.into_iter().enumerate() {
+        let gw = Gateway::start(&env).await;
+        let (status, retry_after, problem, elapsed) =
+            post(&gw, &request_for(600 + n, "completed")).await;
+        assert_eq!(status, 503, "{case}: {problem}");
+        assert!(retry_after.is_some(), "{case}");
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "{case}: answered after {elapsed:?}"
+        );
+        assert_eq!(
+            problem["type"], "urn:resume-gateway:problem:identity-unavailable",
+            "{case}"
+        );
+        assert_eq!(problem["cause"], cause, "{case}: {problem}");
+        assert_eq!(problem["attempts"], 1, "{case}: not retried: {problem}");
+        let remedy = problem["remedy"].as_str().unwrap();
+        assert!(remedy.contains(fix), "{case}: {remedy}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(!detail.contains('\n'), "{case}: one line: {detail:?}");
+        assert!(!detail.contains("To troubleshoot"), "{case}: {detail}");
+        // The pipe's reader thread may not have the line yet: wait for it, then count.
+        let warnings = || {
+            gw.output
+                .stderr()
+                .iter()
+                .filter(|l| l.contains("asking again will not help"))
+                .count()
+        };
+        let waited = Instant::now();
+        while warnings() == 0 && waited.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(warnings(), 1, "{case}: {}", gw.output.all());
+    }
+    assert_eq!(refusing.calls().await, 1, "a 400 is asked once");
+    assert_eq!(graph.calls().await, 0);
+}

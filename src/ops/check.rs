@@ -10,19 +10,21 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{EXIT_FAILED, EXIT_OK, block_on, print_json, settings_and_log_filter};
+use super::extension;
+use super::{
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_log_filter,
+};
 use crate::cli::CheckArgs;
 use crate::config::Config;
-use crate::credential::{CredentialSource, TokenIdentity, TokenSource};
+use crate::credential::{CredentialSource, OperatorAccess, TokenIdentity, TokenSource};
 use crate::graph::{AttemptError, GetError, GraphClient};
 use crate::ids::Guid;
 use crate::logging;
 
 const PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-const EXPAND_AUTHORIZED_APPS: &str = "$expand=callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps";
 
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,7 +85,9 @@ enum Listing {
 
 /// `handler check`.
 pub fn main(args: CheckArgs) -> ExitCode {
-    let report = match settings_and_log_filter() {
+    let settings = settings_and_log_filter(&args.sign_in);
+    let settings_failed = settings.is_err();
+    let report = match settings {
         Err(e) => {
             let mut checks =
                 vec![
@@ -105,9 +109,9 @@ pub fn main(args: CheckArgs) -> ExitCode {
         }
         Ok((config, filter)) => {
             logging::init_stderr(filter);
-            match block_on(run(&config, args.extension.as_deref())) {
+            match block_on(run(&config, args.extension.as_ref())) {
                 Ok(report) => report,
-                Err(code) => return code,
+                Err(e) => return fail(&e, args.json),
             }
         }
     };
@@ -116,10 +120,15 @@ pub fn main(args: CheckArgs) -> ExitCode {
     } else {
         print_report(&report);
     }
-    ExitCode::from(if report.ok { EXIT_OK } else { EXIT_FAILED })
+    ExitCode::from(match (report.ok, settings_failed) {
+        (true, _) => EXIT_OK,
+        // As every command: a setting that cannot work is exit code 2.
+        (false, true) => EXIT_USAGE,
+        (false, false) => EXIT_FAILED,
+    })
 }
 
-async fn run(config: &Config, extension: Option<&str>) -> Report {
+async fn run(config: &Config, extension: Option<&Guid>) -> Report {
     let mut checks = vec![Check::new(
         "settings",
         Status::Pass,
@@ -127,7 +136,7 @@ async fn run(config: &Config, extension: Option<&str>) -> Report {
     )];
     let graph = GraphClient::new(config);
 
-    let tokens = match TokenSource::from_config(config) {
+    let tokens = match TokenSource::for_operator(config, OperatorAccess::Read) {
         Ok(t) => t,
         Err(e) => {
             checks.push(Check::new("token", Status::Fail, e.to_string()).remedy(
@@ -144,7 +153,7 @@ async fn run(config: &Config, extension: Option<&str>) -> Report {
                 Status::Pass,
                 format!(
                     "got a Graph token for {} with the {}",
-                    config.graph_scope,
+                    tokens.scope(),
                     source.name()
                 ),
             ));
@@ -164,7 +173,10 @@ async fn run(config: &Config, extension: Option<&str>) -> Report {
             None => None,
         };
         let listed = matches!(listing, Some(Listing::Listed(_)));
-        let signed_in_user = source == CredentialSource::Developer;
+        let signed_in_user = matches!(
+            source,
+            CredentialSource::Developer | CredentialSource::DeviceCode
+        );
         checks.push(permission_check(
             id,
             listed,
@@ -172,7 +184,7 @@ async fn run(config: &Config, extension: Option<&str>) -> Report {
             signed_in_user,
         ));
         if let (Some(listing), Some(ext)) = (listing, extension) {
-            checks.push(extension_check(listing, ext, id, signed_in_user));
+            checks.push(extension_check(listing, ext.as_str(), id, signed_in_user));
         }
     } else {
         checks.push(Check::new("identity", Status::Skip, "needs a token"));
@@ -235,7 +247,7 @@ fn identity_check(id: &TokenIdentity, source: CredentialSource) -> Check {
 /// A signed-in user's token (developer credential) carries no application roles: Graph
 /// authorizes it by the user's directory role, which the token does not show, so a missing
 /// role or listing is a warning there, not a failure.
-const USER_TOKEN: &str = "this is a signed-in user's token (RESUME_CREDENTIAL=developer): Graph authorizes it by the user's Lifecycle Workflows Administrator role, not by application permissions; the Function App's identity needs its own grant";
+const USER_TOKEN: &str = "this is a signed-in user's token (RESUME_CREDENTIAL=developer or device-code): Graph authorizes it by the user's Lifecycle Workflows Administrator role, not by application permissions; the Function App's identity needs its own grant";
 
 fn permission_check(
     id: &TokenIdentity,
@@ -283,61 +295,20 @@ fn permission_check(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Extension {
-    callback_configuration: Option<CallbackConfiguration>,
-    authentication_configuration: Option<AuthenticationConfiguration>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CallbackConfiguration {
-    authorized_apps: Option<Vec<App>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct App {
-    app_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AuthenticationConfiguration {
-    resource_id: Option<String>,
-}
-
 async fn read_listing(
     graph: &GraphClient,
     config: &Config,
     token: Option<&crate::credential::GraphToken>,
-    extension: &str,
+    extension: &Guid,
     id: &TokenIdentity,
 ) -> Listing {
-    let Some(ext) = Guid::parse(extension.trim()) else {
-        return Listing::Unknown(
-            Check::new(
-                "authorizedApps",
-                Status::Fail,
-                format!(
-                    "--extension must be a custom task extension id (a GUID), not {extension:?}"
-                ),
-            )
-            .remedy(
-                "Copy the id from Entra admin center → Lifecycle workflows → Custom extensions.",
-            ),
-        );
-    };
+    let ext = extension;
     let Some(token) = token else {
         return Listing::Unknown(Check::new("authorizedApps", Status::Skip, "needs a token"));
     };
-    let url = graph.url(&format!(
-        "/identityGovernance/lifecycleWorkflows/customTaskExtensions/{ext}?{EXPAND_AUTHORIZED_APPS}"
-    ));
     let deadline = tokio::time::Instant::now() + config.deadline;
-    let fetched = match graph.get_retrying(&url, token.secret(), deadline).await {
-        Ok(f) => f,
+    let extension = match extension::read(graph, token.secret(), ext, deadline).await {
+        Ok((e, _)) => e,
         Err(GetError::Refused(f)) if matches!(f.status, Some(401 | 403)) => {
             return Listing::Unknown(
                 Check::new(
@@ -345,7 +316,7 @@ async fn read_listing(
                     Status::Warn,
                     format!("this identity may not read custom task extensions (Graph answered {}: {})", f.status.unwrap_or(0), f.message),
                 )
-                .remedy("Resuming does not need read access, so this is not an error; check Authorized apps in the Entra admin center, or run this check as an administrator (RESUME_CREDENTIAL=developer after `az login`)."),
+                .remedy("Resuming does not need read access, so this is not an error; check Authorized apps in the Entra admin center, or run this check as a Lifecycle Workflows Administrator (RESUME_CREDENTIAL=device-code: the Azure CLI's token cannot read Lifecycle Workflows)."),
             );
         }
         Err(GetError::Refused(f)) if f.status == Some(404) => {
@@ -371,26 +342,14 @@ async fn read_listing(
             );
         }
     };
-    let extension: Extension = match serde_json::from_value(fetched.body) {
-        Ok(e) => e,
-        Err(e) => {
-            return Listing::Unknown(Check::new(
-                "authorizedApps",
-                Status::Fail,
-                format!("Graph's answer is not a custom task extension: {e}"),
-            ));
-        }
-    };
     let apps: Vec<String> = extension
-        .callback_configuration
-        .and_then(|c| c.authorized_apps)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|a| a.app_id)
+        .authorized_apps()
+        .iter()
+        .filter_map(|a| a.identifier().map(str::to_owned))
         .collect();
     let me = id.app_id.as_deref().unwrap_or_default();
     let same = |other: &str| !me.is_empty() && other.eq_ignore_ascii_case(me);
-    if apps.iter().any(|a| same(a)) {
+    if extension.authorized_apps().iter().any(|a| a.is(me)) {
         Listing::Listed("is in callbackConfiguration.authorizedApps")
     } else if extension
         .authentication_configuration

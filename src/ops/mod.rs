@@ -4,6 +4,8 @@
 //! name, UPN or mail, and never a token.
 
 pub mod check;
+mod extension;
+pub mod grant;
 pub mod pending;
 pub mod resume;
 
@@ -13,8 +15,11 @@ use serde::Serialize;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ConfigError};
+use crate::cli::SignInArgs;
+use crate::config::{Config, ConfigError, CredentialKind};
+use crate::credential::{OperatorAccess, TokenSource};
 use crate::logging;
+use crate::problem::{CommandError, Problem};
 
 /// The command did what was asked.
 pub const EXIT_OK: u8 = 0;
@@ -23,25 +28,24 @@ pub const EXIT_FAILED: u8 = 1;
 /// A setting or argument cannot work (the same code clap and the serve path use).
 pub const EXIT_USAGE: u8 = 2;
 
-/// The settings, or the exit code after saying on one stderr line which one is wrong,
-/// exactly as the serve path does.
-pub(crate) fn settings() -> Result<Config, ExitCode> {
-    match settings_and_log_filter() {
-        Ok((config, filter)) => {
-            logging::init_stderr(filter);
-            Ok(config)
-        }
-        Err(e) => {
-            eprintln!("resume-gateway: {e}");
-            Err(ExitCode::from(EXIT_USAGE))
-        }
-    }
+/// The settings, with the command line's sign-in choice applied and stderr logging started
+/// as `RUST_LOG` asks.
+pub(crate) fn settings(sign_in: &SignInArgs) -> Result<Config, CommandError> {
+    let (config, filter) = settings_and_log_filter(sign_in)?;
+    logging::init_stderr(filter);
+    Ok(config)
 }
 
 /// Every setting, `RUST_LOG` included; commands log warnings only unless it says otherwise,
 /// and only to stderr (stdout carries the command's output).
-pub(crate) fn settings_and_log_filter() -> Result<(Config, EnvFilter), ConfigError> {
-    let config = Config::from_env()?;
+pub(crate) fn settings_and_log_filter(
+    sign_in: &SignInArgs,
+) -> Result<(Config, EnvFilter), ConfigError> {
+    let mut config = Config::from_env()?;
+    if let Some(client_id) = &sign_in.client_id {
+        config.credential = CredentialKind::DeviceCode;
+        config.operator.client_id = client_id.to_string();
+    }
     let value = std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -49,18 +53,71 @@ pub(crate) fn settings_and_log_filter() -> Result<(Config, EnvFilter), ConfigErr
     Ok((config, logging::filter(Some(value))?))
 }
 
-/// Runs `work` on a single-threaded runtime (commands make one call at a time), or gives the
-/// exit code after saying why no runtime could start.
-pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, ExitCode> {
-    match tokio::runtime::Builder::new_current_thread()
+/// Runs `work` on a single-threaded runtime (commands make one call at a time).
+pub(crate) fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, CommandError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => Ok(rt.block_on(work)),
-        Err(e) => {
-            eprintln!("resume-gateway: cannot start the async runtime: {e}");
-            Err(ExitCode::from(EXIT_FAILED))
+        .map(|rt| rt.block_on(work))
+        .map_err(|e| CommandError::Runtime(e.to_string()))
+}
+
+/// A command that signs in, does its Graph work and prints its result: settings, the
+/// credential for `access`, `work` on the runtime, then the result as text (`text`) or one
+/// JSON document, or the failure as [`fail`] reports it.
+pub(crate) fn run_signed_in<T, F>(
+    sign_in: &SignInArgs,
+    access: OperatorAccess,
+    json: bool,
+    work: impl FnOnce(Config, TokenSource) -> F,
+    text: impl FnOnce(&T),
+) -> ExitCode
+where
+    T: Serialize,
+    F: std::future::Future<Output = Result<T, CommandError>>,
+{
+    let done = settings(sign_in).and_then(|config| {
+        let tokens = TokenSource::for_operator(&config, access)?;
+        block_on(work(config, tokens))?
+    });
+    match done {
+        Ok(result) if json => {
+            print_json(&result);
+            ExitCode::from(EXIT_OK)
         }
+        Ok(result) => {
+            text(&result);
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(&e, json),
+    }
+}
+
+/// Reports a failed command the one way every command does: with `--json`, its problem
+/// document on stdout (so a script always gets exactly one JSON document); otherwise one line
+/// on stderr, and the remedy on the next. Returns the exit code.
+pub(crate) fn fail(error: &CommandError, json: bool) -> ExitCode {
+    match error {
+        // The very line the gateway prints for it, which already says what is allowed.
+        CommandError::Setting(e) if !json => eprintln!("resume-gateway: {e}"),
+        _ => report_problem(&error.problem(), json, "resume-gateway"),
+    }
+    ExitCode::from(if error.is_usage() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    })
+}
+
+/// A problem as [`fail`] prints it; `lead` starts the stderr line.
+pub(crate) fn report_problem(p: &Problem, json: bool, lead: &str) {
+    if json {
+        print_json(p);
+        return;
+    }
+    eprintln!("{lead} ({}): {}", p.slug(), p.detail);
+    if let Some(remedy) = &p.remedy {
+        eprintln!("remedy: {remedy}");
     }
 }
 

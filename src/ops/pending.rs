@@ -12,12 +12,13 @@ use std::time::Duration;
 use azure_core::time::{OffsetDateTime, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, human_age, print_json, settings};
+use super::{human_age, run_signed_in};
 use crate::cli::PendingArgs;
 use crate::config::Config;
-use crate::credential::TokenSource;
+use crate::credential::{OperatorAccess, TokenSource};
 use crate::graph::{GetError, GraphClient};
 use crate::ids::Guid;
+use crate::problem::CommandError;
 use crate::resume_path::ResumeTarget;
 
 const LIFECYCLE: &str = "/identityGovernance/lifecycleWorkflows";
@@ -81,70 +82,24 @@ pub struct Report {
     pub pending: Vec<PendingTask>,
 }
 
-/// Why the listing could not be made.
-#[derive(Debug, thiserror::Error)]
-enum PendingError {
-    #[error("{message}")]
-    Identity { message: String, remedy: String },
-    #[error("listing {what} failed: {source}")]
-    Graph {
-        what: &'static str,
-        source: GetError,
-    },
-}
-
 /// `handler pending`.
 pub fn main(args: PendingArgs) -> ExitCode {
-    let config = match settings() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let Some(workflow) = Guid::parse(args.workflow.trim()) else {
-        eprintln!(
-            "resume-gateway: --workflow must be a workflow id (a GUID), not {:?}",
-            args.workflow
-        );
-        return ExitCode::from(EXIT_USAGE);
-    };
-    let tokens = match TokenSource::from_config(&config) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("resume-gateway: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
-    };
-    block_on(async move {
-        match scan(&config, &tokens, &workflow).await {
-            Ok(report) => {
-                if args.json {
-                    print_json(&report);
-                } else {
-                    print_report(&report);
-                }
-                ExitCode::from(EXIT_OK)
-            }
-            Err(e) => {
-                eprintln!("resume-gateway: {e}");
-                if let Some(remedy) = remedy(&e, config.deadline) {
-                    eprintln!("remedy: {remedy}");
-                }
-                ExitCode::from(EXIT_FAILED)
-            }
-        }
-    })
-    .unwrap_or_else(|code| code)
+    run_signed_in(
+        &args.sign_in,
+        OperatorAccess::Read,
+        args.json,
+        |config, tokens| async move { scan(&config, &tokens, &args.workflow).await },
+        print_report,
+    )
 }
 
 async fn scan(
     config: &Config,
     tokens: &TokenSource,
     workflow: &Guid,
-) -> Result<Report, PendingError> {
+) -> Result<Report, CommandError> {
     let graph = GraphClient::new(config);
-    let token = tokens.token().await.map_err(|e| PendingError::Identity {
-        message: e.message,
-        remedy: e.remedy,
-    })?;
+    let token = tokens.token().await?;
     let runs: Vec<Run> = graph
         .list(
             &format!("{LIFECYCLE}/workflows/{workflow}/runs"),
@@ -153,10 +108,7 @@ async fn scan(
         )
         .await
         .map(parse_items)
-        .map_err(|source| PendingError::Graph {
-            what: "the workflow's runs",
-            source,
-        })?;
+        .map_err(|source| graph_error("listing the workflow's runs", source, config.deadline))?;
     let unfinished: Vec<&Run> = runs
         .iter()
         .filter(|r| {
@@ -180,9 +132,8 @@ async fn scan(
             )
             .await
             .map(parse_items)
-            .map_err(|source| PendingError::Graph {
-                what: "a run's task processing results",
-                source,
+            .map_err(|source| {
+                graph_error("listing a run's task processing results", source, config.deadline)
             })?;
         pending.extend(
             results
@@ -252,29 +203,28 @@ fn pending_task(workflow: &Guid, run_id: &str, r: TaskResult, now: OffsetDateTim
     }
 }
 
-fn remedy(e: &PendingError, deadline: Duration) -> Option<String> {
-    match e {
-        PendingError::Identity { remedy, .. } => Some(remedy.clone()),
-        PendingError::Graph {
-            source: GetError::Refused(f),
-            ..
-        } => match f.status {
+/// A failed listing, with what this command knows about why.
+fn graph_error(what: &'static str, source: GetError, deadline: Duration) -> CommandError {
+    let remedy = match &source {
+        GetError::Refused(f) => match f.status {
             Some(401 | 403) => Some(
-                "Reading workflow runs needs LifecycleWorkflows.Read.All (or ReadWrite.All) for an application, or the Lifecycle Workflows Reader (or Administrator) role for a signed-in user (RESUME_CREDENTIAL=developer after `az login`).".into(),
+                "Reading workflow runs needs LifecycleWorkflows.Read.All (or ReadWrite.All) for an application, or the Lifecycle Workflows Reader (or Administrator) role for a signed-in user (RESUME_CREDENTIAL=device-code).".into(),
             ),
             Some(404) => Some(
                 "Check the workflow id (Entra admin center → Lifecycle workflows → Workflows); a deleted workflow's runs are not listed here.".into(),
             ),
             _ => None,
         },
-        PendingError::Graph {
-            source: GetError::Unavailable { .. },
-            ..
-        } => Some(format!(
+        GetError::Unavailable { .. } => Some(format!(
             "Graph kept throttling or failing; run the command again later, or give each page more time with RESUME_DEADLINE_SECONDS (now {} s).",
             deadline.as_secs()
         )),
-        PendingError::Graph { .. } => None,
+        _ => None,
+    };
+    CommandError::Graph {
+        what,
+        source: Box::new(source),
+        remedy,
     }
 }
 

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, print_json, settings};
+use super::{
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, report_problem, settings,
+};
 use crate::callout::{OperationStatus, RequestError, ResumeRequest};
 use crate::cli::ResumeArgs;
-use crate::credential::TokenSource;
-use crate::problem::{GatewayError, Problem};
+use crate::credential::{CredentialSource, OperatorAccess, TokenSource};
+use crate::problem::{CommandError, GatewayError, Problem};
 use crate::resume::{Outcome, Resumed, Resumer};
 
 /// Why the flags do not make a resume request.
@@ -68,9 +70,9 @@ fn read_callout(file: &std::path::Path) -> Result<Value, ArgsError> {
 
 /// `handler resume`.
 pub fn main(args: ResumeArgs) -> ExitCode {
-    let mut config = match settings() {
+    let mut config = match settings(&args.sign_in) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(e) => return fail(&e, args.json),
     };
     // Either switch makes it a dry run: an operator who set RESUME_DRY_RUN meant it.
     config.dry_run |= args.dry_run;
@@ -80,24 +82,41 @@ pub fn main(args: ResumeArgs) -> ExitCode {
     {
         Ok(r) => r,
         Err(ArgsError::Invalid(e)) => {
-            report_problem(&GatewayError::from(e).problem(), args.json);
+            report_problem(&GatewayError::from(e).problem(), args.json, NOT_RESUMED);
             return ExitCode::from(EXIT_USAGE);
         }
         Err(e) => {
-            eprintln!("resume-gateway: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            let e = CommandError::InvalidArgument {
+                argument: Some("--callout".into()),
+                message: e.to_string(),
+            };
+            return fail(&e, args.json);
         }
     };
 
-    let tokens = match TokenSource::from_config(&config) {
+    let tokens = match TokenSource::for_operator(&config, OperatorAccess::Write) {
         Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("resume-gateway: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+        Err(e) => return fail(&e.into(), args.json),
     };
-    let resumer = Resumer::new(&config, tokens);
-    block_on(async move {
+    // A person signs in before the request's deadline starts: entering a code takes minutes.
+    if tokens.source() == CredentialSource::DeviceCode && !config.dry_run {
+        match block_on(tokens.token()) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                report_problem(&CommandError::Identity(e).problem(), args.json, NOT_RESUMED);
+                return ExitCode::from(EXIT_FAILED);
+            }
+            Err(e) => return fail(&e, args.json),
+        }
+    }
+    // A person at a terminal sees why the command waits instead of a silent minute.
+    let resumer = Resumer::new(&config, tokens).with_progress(Box::new(|what, wait, attempts| {
+        eprintln!(
+            "resume-gateway: attempt {attempts} failed ({what}); retrying in {:.1} s",
+            wait.as_secs_f64()
+        );
+    }));
+    let resumed = block_on(async move {
         match resumer.resume(&request, Instant::now()).await {
             Ok(outcome) => {
                 if args.json {
@@ -108,13 +127,20 @@ pub fn main(args: ResumeArgs) -> ExitCode {
                 ExitCode::from(EXIT_OK)
             }
             Err(e) => {
-                report_problem(&GatewayError::from(e).problem(), args.json);
+                let p = GatewayError::from(e).problem();
+                report_problem(&p, args.json, NOT_RESUMED);
+                if !args.json {
+                    print_request_ids(&p);
+                }
                 ExitCode::from(EXIT_FAILED)
             }
         }
-    })
-    .unwrap_or_else(|code| code)
+    });
+    resumed.unwrap_or_else(|e| fail(&e, args.json))
 }
+
+/// How a refused resume's stderr line starts.
+const NOT_RESUMED: &str = "not resumed";
 
 fn print_outcome(o: &Outcome) {
     let t = &o.target;
@@ -153,15 +179,11 @@ fn print_outcome(o: &Outcome) {
     }
 }
 
-/// A refusal: the problem document with `--json`, otherwise its detail and remedy on stderr.
-fn report_problem(p: &Problem, json: bool) {
-    if json {
-        print_json(p);
+/// Graph's ids for a support case, when Graph answered.
+fn print_request_ids(p: &Problem) {
+    if p.slug() == "identity-unavailable" {
+        // Nothing reached Graph: its ids would only suggest otherwise.
         return;
-    }
-    eprintln!("not resumed ({}): {}", p.slug(), p.detail);
-    if let Some(remedy) = &p.remedy {
-        eprintln!("remedy: {remedy}");
     }
     let graph = p.extensions.get("graph");
     let request_id = graph
