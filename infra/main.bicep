@@ -136,6 +136,14 @@ param callerAllowedObjectIds string = ''
 @description('CALLER_AUTHORITY: Entra sign-in host for token validation; empty follows GRAPH_CLOUD.')
 param callerAuthority string = ''
 
+@description('CALLER_SCOPE: with entra only; extension (empty = the default, a caller resumes only tasks whose custom task extension lists it in authorizedApps; the identity needs LifecycleWorkflows.Read.All) or tenant (any task the identity may resume).')
+@allowed([
+  ''
+  'extension'
+  'tenant'
+])
+param callerScope string = ''
+
 // ---- Built-in role definition ids ----
 // The four roles the official Flex Consumption sample grants the app's identity for host storage
 // and telemetry (Azure-Samples/azure-functions-flex-consumption-samples, IaC/bicep/rbac.bicep):
@@ -242,6 +250,7 @@ var gatewaySettings = {
   CALLER_ALLOWED_APP_IDS: callerAllowedAppIds
   CALLER_ALLOWED_OBJECT_IDS: callerAllowedObjectIds
   CALLER_AUTHORITY: callerAuthority
+  CALLER_SCOPE: callerScope
 }
 
 // Host storage and telemetry through the system-assigned identity. Flex Consumption takes the

@@ -4,12 +4,14 @@ set -euo pipefail
 
 GRAPH_APP_ID=00000003-0000-0000-c000-000000000000   # Microsoft Graph, same id in every tenant
 ROLE=LifecycleWorkflows.ReadWrite.All
+READ_ROLE=LifecycleWorkflows.Read.All
 
 usage() {
   cat <<USAGE
 Usage:
   scripts/grant.sh --extension <customTaskExtensionId> (IDENTITY) [--dry-run]
   scripts/grant.sh --app-role (IDENTITY) [--dry-run]
+  scripts/grant.sh --read [--extension <id> | --app-role] (IDENTITY) [--dry-run]
 
 Gives the gateway's managed identity what Graph wants before it accepts a resume:
 
@@ -24,6 +26,9 @@ Gives the gateway's managed identity what Graph wants before it accepts a resume
   --app-role        Tenant-wide: assign the Microsoft Graph application permission
                     $ROLE to the identity. Needs a Privileged Role
                     Administrator (or Global Administrator).
+  --read            Also (or only) assign $READ_ROLE, which the gateway needs
+                    with CALLER_SCOPE=extension (the default under CALLER_AUTH=entra) to read
+                    each task and its extension before a resume. Same administrator as --app-role.
 
 IDENTITY, one of:
   --resource-group <rg> --name <function-app>   the Function App's system-assigned identity
@@ -47,11 +52,12 @@ die() { printf 'grant: %s\n' "$*" >&2; exit 2; }
 say() { printf 'grant: %s\n' "$*"; }
 is_guid() { [[ "$1" =~ ^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$ ]]; }
 
-mode="" extension="" principal="" group="" app="" dry_run=false graph="https://graph.microsoft.com"
+mode="" extension="" principal="" group="" app="" dry_run=false read=false graph="https://graph.microsoft.com"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --extension) [[ $# -ge 2 ]] || die "--extension needs a customTaskExtensionId"; mode=extension; extension="$2"; shift 2 ;;
     --app-role) mode="app-role"; shift ;;
+    --read) read=true; shift ;;
     --principal-id) [[ $# -ge 2 ]] || die "--principal-id needs a value"; principal="$2"; shift 2 ;;
     --resource-group | -g) [[ $# -ge 2 ]] || die "$1 needs a value"; group="$2"; shift 2 ;;
     --name | -n) [[ $# -ge 2 ]] || die "$1 needs a value"; app="$2"; shift 2 ;;
@@ -61,7 +67,7 @@ while [[ $# -gt 0 ]]; do
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
-[[ -n "$mode" ]] || { usage >&2; die "choose --extension <customTaskExtensionId> or --app-role"; }
+[[ -n "$mode" ]] || $read || { usage >&2; die "choose --extension <customTaskExtensionId>, --app-role or --read"; }
 [[ "$graph" =~ ^https://[A-Za-z0-9.-]+$ ]] || die "--graph must be an https base URL without a path, not $graph"
 if [[ "$mode" == extension ]]; then
   is_guid "$extension" || die "--extension wants the custom task extension's id (a GUID), not '$extension'"
@@ -90,25 +96,33 @@ app_id="$(az ad sp show --id "$principal" --query appId --output tsv)"
 is_guid "$app_id" || die "no service principal with object id $principal"
 say "identity: service principal $principal, application id $app_id"
 
-if [[ "$mode" == app-role ]]; then
-  # 2a. Graph's service principal in this tenant and the app role's id.
+# 2a. Assigns one Microsoft Graph application permission to the identity, unless it holds it.
+assign_role() {
+  local role="$1" graph_sp role_id assignments existing body
   graph_sp="$(az ad sp show --id "$GRAPH_APP_ID" --query id --output tsv)"
-  role_id="$(az ad sp show --id "$GRAPH_APP_ID" --query "appRoles[?value=='$ROLE'].id | [0]" --output tsv)"
+  role_id="$(az ad sp show --id "$GRAPH_APP_ID" --query "appRoles[?value=='$role'].id | [0]" --output tsv)"
   if ! is_guid "$graph_sp" || ! is_guid "$role_id"; then
-    die "cannot find $ROLE on Microsoft Graph's service principal"
+    die "cannot find $role on Microsoft Graph's service principal"
   fi
   assignments="$graph/v1.0/servicePrincipals/$principal/appRoleAssignments"
   existing="$(az rest --method GET --uri "$assignments" \
     --query "value[?appRoleId=='$role_id' && resourceId=='$graph_sp'].id | [0]" --output tsv)"
   if [[ -n "$existing" ]]; then
-    say "already done: $app_id holds $ROLE (assignment $existing); nothing changed"
-    exit 0
+    say "already done: $app_id holds $role (assignment $existing); nothing changed"
+    return 0
   fi
   body="{\"principalId\":\"$principal\",\"resourceId\":\"$graph_sp\",\"appRoleId\":\"$role_id\"}"
   write rest --method POST --uri "$assignments" --headers Content-Type=application/json --body "$body"
-  $dry_run || say "assigned $ROLE to $app_id; tokens issued from now on carry it (a running gateway refreshes its token within the hour)"
-  exit 0
+  $dry_run || say "assigned $role to $app_id; tokens issued from now on carry it (a running gateway refreshes its token within the hour)"
+}
+
+if $read; then
+  assign_role "$READ_ROLE"
 fi
+if [[ "$mode" == app-role ]]; then
+  assign_role "$ROLE"
+fi
+[[ "$mode" == extension ]] || exit 0
 
 # 2b. The extension: handler grant reads it, adds the app id (one identifier per app, timeout
 # kept) and changes nothing when it is listed already. az rest cannot: the Azure CLI's Graph token

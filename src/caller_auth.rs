@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, GraphCloud, parse_endpoint};
 use crate::ids::Guid;
 use crate::jwks::{KeyCache, KeyError, KeyTiming};
+use crate::scope::CallerScope;
 
 /// Tokens longer than this are refused unread; Entra app tokens are one to three kilobytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -42,14 +43,18 @@ pub struct EntraCallers {
     pub authority: String,
     /// Accepted `iss` values: v1 then v2.
     pub issuers: [String; 2],
+    /// Which tasks an allowed caller may resume (`CALLER_SCOPE`).
+    pub scope: CallerScope,
 }
 
-const DEPENDENT: [&str; 5] = [
+const DEPENDENT: [&str; 6] = [
     "CALLER_TENANT_ID",
     "CALLER_AUDIENCES",
     "CALLER_ALLOWED_APP_IDS",
     "CALLER_ALLOWED_OBJECT_IDS",
     "CALLER_AUTHORITY",
+    // Without a known caller there is nothing to scope.
+    "CALLER_SCOPE",
 ];
 
 impl CallerAuth {
@@ -150,7 +155,9 @@ impl EntraCallers {
             format!("{sts}/{tenant_id}/"),
             format!("{authority}/{tenant_id}/v2.0"),
         ];
+        let scope = CallerScope::parse(get("CALLER_SCOPE").as_deref())?;
         Ok(Self {
+            scope,
             tenant_id,
             audiences: audiences.into_iter().map(str::to_owned).collect(),
             allowed_app_ids,
@@ -545,6 +552,30 @@ mod tests {
             e.to_string(),
             "invalid setting CALLER_AUTH=\"jwt\": function-key or entra"
         );
+        let e = load(&[("CALLER_SCOPE", "tenant")]).unwrap_err();
+        assert_eq!(e.setting, "CALLER_AUTH");
+        assert!(e.allowed.contains("CALLER_SCOPE"), "{e}");
+    }
+
+    #[test]
+    fn caller_scope_is_extension_unless_tenant_is_set() {
+        let scope = |extra| match load(&entra(extra)) {
+            Ok(CallerAuth::Entra(c)) => Ok(c.scope),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(scope(&[]).unwrap(), CallerScope::Extension);
+        assert_eq!(
+            scope(&[("CALLER_SCOPE", "extension")]).unwrap(),
+            CallerScope::Extension
+        );
+        assert_eq!(
+            scope(&[("CALLER_SCOPE", "TENANT")]).unwrap(),
+            CallerScope::Tenant
+        );
+        let e = scope(&[("CALLER_SCOPE", "everyone")]).unwrap_err();
+        assert_eq!(e.setting, "CALLER_SCOPE");
+        assert!(e.to_string().contains("\"everyone\""), "{e}");
     }
 
     #[test]

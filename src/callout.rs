@@ -15,6 +15,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_REASONS: usize = 16;
 const MAX_REASON_CHARS: usize = 1024;
 const MAX_SOURCE_CHARS: usize = 256;
+/// The summary log line keeps this many reasons, each cut to [`MAX_LOGGED_REASON_CHARS`]: enough
+/// to tell why a task failed, without a caller's free text swelling every line.
+const MAX_LOGGED_REASONS: usize = 4;
+const MAX_LOGGED_REASON_CHARS: usize = 200;
 const FIELDS: &[&str] = &[
     "operationStatus",
     "statusReasons",
@@ -47,19 +51,12 @@ impl OperationStatus {
         }
     }
 
-    /// The lower-case name used in the gateway's own answers.
+    /// The lower-case name used in the gateway's answers, and sent to Graph: the member names
+    /// of Graph's `customTaskExtensionOperationStatus` enum.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
             Self::Failed => "failed",
-        }
-    }
-
-    /// The form the Logic App template and the API reference send to Graph.
-    pub fn graph_value(self) -> &'static str {
-        match self {
-            Self::Completed => "Completed",
-            Self::Failed => "Failed",
         }
     }
 }
@@ -105,6 +102,29 @@ impl RequestError {
 }
 
 impl ResumeRequest {
+    /// The caller's reasons as the summary log line records them (a JSON array, bounded in
+    /// count and length, with how many were left out); `None` when there are none.
+    /// They are never sent to Graph (see [`crate::graph::ResumeBody`]).
+    pub fn reasons_for_log(&self) -> Option<String> {
+        if self.status_reasons.is_empty() {
+            return None;
+        }
+        let mut kept: Vec<String> = self
+            .status_reasons
+            .iter()
+            .take(MAX_LOGGED_REASONS)
+            .map(|r| match r.char_indices().nth(MAX_LOGGED_REASON_CHARS) {
+                Some((cut, _)) => format!("{}…", &r[..cut]),
+                None => r.clone(),
+            })
+            .collect();
+        let left_out = self.status_reasons.len().saturating_sub(MAX_LOGGED_REASONS);
+        if left_out > 0 {
+            kept.push(format!("(and {left_out} more)"));
+        }
+        serde_json::to_string(&kept).ok()
+    }
+
     /// Parses and validates a request body.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
         match fast::parse(body) {
@@ -303,48 +323,106 @@ fn from_callout(value: &Value) -> Result<ResumeTarget, RequestError> {
             .and_then(|o| o.get("id"))
             .filter(|v| !v.is_null())
     };
-    let workflow = id_of("workflow");
-    let task = id_of("task");
-    let result = id_of("taskProcessingResult");
-
+    let mut given = [None; 4];
+    for (slot, (holder, field)) in given.iter_mut().zip(CALLOUT_IDS) {
+        *slot = match id_of(holder) {
+            None => None,
+            Some(Value::String(id)) => Some(id.as_str()),
+            Some(other) => {
+                return Err(RequestError::field(
+                    field,
+                    format!("must be a GUID string, not {}", kind(other)),
+                ));
+            }
+        };
+    }
     match data.get("callbackUriPath").filter(|v| !v.is_null()) {
-        Some(path) => {
-            let target = from_path("callout.data.callbackUriPath", path)?;
-            consistent(
-                target,
-                [workflow, task, result].map(|v| v.and_then(Value::as_str)),
-            )
-        }
-        None => Ok(ResumeTarget::from_ids(
-            guid("callout.data.workflow.id", workflow)?,
-            guid("callout.data.task.id", task)?,
-            guid("callout.data.taskProcessingResult.id", result)?,
-        )),
+        Some(path) => consistent(from_path("callout.data.callbackUriPath", path)?, given),
+        None => from_callout_ids(given),
     }
 }
 
+/// Where a callout carries ids: `data.{holder}.id`, and the field named when one is wrong.
+/// Graph's metadata spells the result's navigation `taskProcessingresult`
+/// (`customTaskExtensionCalloutData`), the Lifecycle Workflows docs `taskProcessingResult`:
+/// either may arrive.
+const CALLOUT_IDS: [(&str, &str); 4] = [
+    ("workflow", "callout.data.workflow.id"),
+    ("task", "callout.data.task.id"),
+    (
+        "taskProcessingResult",
+        "callout.data.taskProcessingResult.id",
+    ),
+    (
+        "taskProcessingresult",
+        "callout.data.taskProcessingresult.id",
+    ),
+];
+
+/// Every id a callout carries must be a GUID, whether or not the path lets it be compared: a
+/// malformed one means a mangled callout, and nothing is sent for it.
+fn well_formed(given: &[Option<&str>; 4]) -> Result<(), RequestError> {
+    for (id, (_, field)) in given.iter().zip(CALLOUT_IDS) {
+        if let Some(id) = id.filter(|id| !Guid::is_well_formed(id)) {
+            return Err(RequestError::field(
+                field,
+                format!(
+                    "must be a GUID like 00000000-0000-0000-0000-000000000000, not {id:?}; pass the callout unchanged"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A callout without `callbackUriPath`: the target Lifecycle Workflows documents from its
+/// workflow, task and result ids (either spelling of the result; both, if given, must agree).
+fn from_callout_ids(given: [Option<&str>; 4]) -> Result<ResumeTarget, RequestError> {
+    well_formed(&given)?;
+    let [workflow, task, result, result_lower] = given;
+    if let (Some(a), Some(b)) = (result, result_lower)
+        && !a.eq_ignore_ascii_case(b)
+    {
+        return Err(RequestError::field(
+            CALLOUT_IDS[3].1,
+            format!(
+                "is {} but {} is {}; the callout is inconsistent, pass it unchanged",
+                b.to_ascii_lowercase(),
+                CALLOUT_IDS[2].1,
+                a.to_ascii_lowercase()
+            ),
+        ));
+    }
+    let required = |id: Option<&str>, field: &str| {
+        id.and_then(Guid::parse)
+            .ok_or_else(|| RequestError::field(field, "is required (a GUID)"))
+    };
+    Ok(ResumeTarget::from_ids(
+        required(workflow, CALLOUT_IDS[0].1)?,
+        required(task, CALLOUT_IDS[1].1)?,
+        required(result.or(result_lower), CALLOUT_IDS[2].1)?,
+    ))
+}
+
 /// The ids travel twice in a callout; disagreement means a mangled or forged callout.
-/// `given` are the workflow, task and result ids of `callout.data`, where they are strings.
+/// `given` are the ids of `callout.data` in [`CALLOUT_IDS`] order, where they are strings.
+/// The workflow and result ids are in every resume path; the task id only in the
+/// `tasks/{id}` and `versions/{n}/tasks/{id}` shapes (a `runs`, `userProcessingResults` or
+/// `taskReports` path names another object there), so elsewhere it is checked as a GUID only.
 fn consistent(
     target: ResumeTarget,
-    given: [Option<&str>; 3],
+    given: [Option<&str>; 4],
 ) -> Result<ResumeTarget, RequestError> {
-    let [workflow, task, result] = given;
-    for (field, given, expected) in [
-        (
-            "callout.data.workflow.id",
-            workflow,
-            Some(&target.workflow_id),
-        ),
-        ("callout.data.task.id", task, target.task_id.as_ref()),
-        (
-            "callout.data.taskProcessingResult.id",
-            result,
-            Some(&target.result_id),
-        ),
-    ] {
+    well_formed(&given)?;
+    let expected = [
+        Some(&target.workflow_id),
+        target.task_id.as_ref(),
+        Some(&target.result_id),
+        Some(&target.result_id),
+    ];
+    for ((given, expected), (_, field)) in given.into_iter().zip(expected).zip(CALLOUT_IDS) {
         // Compared in place: this runs for every callout, and a GUID needs no copy to compare.
-        if let (Some(given), Some(expected)) = (given.filter(|g| Guid::is_well_formed(g)), expected)
+        if let (Some(given), Some(expected)) = (given, expected)
             && !given.eq_ignore_ascii_case(expected.as_str())
         {
             return Err(RequestError::field(
@@ -457,7 +535,8 @@ mod fast {
     use serde::Deserialize;
 
     use super::{
-        MAX_REASONS, OperationStatus, ResumeRequest, consistent, reason_ok, source_ok, type_ok,
+        MAX_REASONS, OperationStatus, ResumeRequest, consistent, from_callout_ids, reason_ok,
+        source_ok, type_ok,
     };
     use crate::ids::Guid;
     use crate::resume_path::ResumeTarget;
@@ -497,6 +576,9 @@ mod fast {
         task: Option<Id<'a>>,
         #[serde(borrow)]
         task_processing_result: Option<Id<'a>>,
+        /// The metadata's spelling (`customTaskExtensionCalloutData`).
+        #[serde(borrow, rename = "taskProcessingresult")]
+        task_processing_result_lower: Option<Id<'a>>,
     }
 
     #[derive(Deserialize)]
@@ -537,14 +619,16 @@ mod fast {
         let target = match (b.callout, b.callback_uri_path, ids) {
             (Some(callout), None, [None, None, None]) => {
                 let data = callout.data?;
-                let given = [data.workflow, data.task, data.task_processing_result]
-                    .map(|holder| holder.and_then(|h| h.id));
+                let given = [
+                    data.workflow,
+                    data.task,
+                    data.task_processing_result,
+                    data.task_processing_result_lower,
+                ]
+                .map(|holder| holder.and_then(|h| h.id));
                 match data.callback_uri_path {
                     Some(path) => consistent(ResumeTarget::parse(path).ok()?, given).ok()?,
-                    None => {
-                        let [w, t, r] = given.map(|g| g.and_then(Guid::parse));
-                        ResumeTarget::from_ids(w?, t?, r?)
-                    }
+                    None => from_callout_ids(given).ok()?,
                 }
             }
             (None, Some(path), [None, None, None]) => ResumeTarget::parse(path).ok()?,
@@ -581,7 +665,7 @@ mod tests {
         json!({
             "source": "sample", "type": "lifecycleEvent",
             "data": {
-                "@odata.type": "microsoft.graph.identityGovernance.onboardingCalloutData",
+                "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCalloutData",
                 "callbackUriPath": path(),
                 "subject": {"id": "e1f2", "displayName": "Ada", "userPrincipalName": "ada@contoso.com"},
                 "task": {"id": T, "displayName": "Provision"},
@@ -649,6 +733,50 @@ mod tests {
     }
 
     #[test]
+    fn callout_ids_must_be_guids_whatever_the_path_shape() {
+        let run_path = format!(
+            "/identityGovernance/lifecycleWorkflows/workflows/{W}/runs/{T}/taskProcessingResults/{R}/resume"
+        );
+        for (holder, bad) in [
+            ("workflow", json!("not-a-guid")),
+            ("task", json!("1234")),
+            ("taskProcessingResult", json!(7)),
+            ("taskProcessingresult", json!(format!("{{{R}}}"))),
+        ] {
+            let field = format!("callout.data.{holder}.id");
+            for path in [Some(path()), Some(run_path.clone()), None] {
+                let mut c = callout();
+                c["data"][holder] = json!({"id": bad});
+                match &path {
+                    Some(p) => c["data"]["callbackUriPath"] = json!(p),
+                    None => {
+                        c["data"].as_object_mut().unwrap().remove("callbackUriPath");
+                    }
+                }
+                let body = json!({"operationStatus": "completed", "callout": c});
+                let e = parse(body.clone()).unwrap_err();
+                assert_eq!(e.field_name(), Some(field.as_str()), "{path:?}: {e}");
+                assert!(e.to_string().contains("GUID"), "{e}");
+                assert!(fast::parse(body.to_string().as_bytes()).is_none());
+            }
+        }
+        // The metadata's spelling is read, compared, and used when it is the only one.
+        let mut c = callout();
+        c["data"]["taskProcessingresult"] = json!({"id": W});
+        assert_eq!(
+            field_of(json!({"operationStatus": "completed", "callout": c})),
+            "callout.data.taskProcessingresult.id"
+        );
+        let mut c = callout();
+        let data = c["data"].as_object_mut().unwrap();
+        data.remove("callbackUriPath");
+        let result = data.remove("taskProcessingResult").unwrap();
+        data.insert("taskProcessingresult".into(), result);
+        let r = parse(json!({"operationStatus": "completed", "callout": c})).unwrap();
+        assert_eq!(r.target.path, path());
+    }
+
+    #[test]
     fn optional_fields_pass_through() {
         let r = parse(
             json!({"operationStatus": "failed", "callbackUriPath": path(),
@@ -664,6 +792,25 @@ mod tests {
         .unwrap();
         assert!(r.status_reasons.is_empty());
         assert!(r.source.is_none());
+    }
+
+    #[test]
+    fn reasons_are_logged_bounded() {
+        let mut r = parse(json!({"operationStatus": "failed", "callbackUriPath": path()})).unwrap();
+        assert_eq!(r.reasons_for_log(), None);
+        r.status_reasons = vec!["é".repeat(1024); 16];
+        let logged: Vec<String> = serde_json::from_str(&r.reasons_for_log().unwrap()).unwrap();
+        assert_eq!(logged.len(), MAX_LOGGED_REASONS + 1);
+        assert_eq!(
+            logged[0],
+            format!("{}…", "é".repeat(MAX_LOGGED_REASON_CHARS))
+        );
+        assert_eq!(logged[MAX_LOGGED_REASONS], "(and 12 more)");
+        r.status_reasons = vec!["HR system down".into()];
+        assert_eq!(
+            r.reasons_for_log().as_deref(),
+            Some(r#"["HR system down"]"#)
+        );
     }
 
     #[test]
@@ -891,15 +1038,17 @@ mod tests {
                 holder(W),
                 holder(T),
                 holder(R),
+                prop_oneof![2 => Just(None), 1 => holder(R)],
                 any::<bool>(),
             )
-                .prop_map(|(path, w, t, r, subject)| {
+                .prop_map(|(path, w, t, r, r_lower, subject)| {
                     let mut d = serde_json::Map::new();
                     for (k, v) in [
                         ("callbackUriPath", path),
                         ("workflow", w),
                         ("task", t),
                         ("taskProcessingResult", r),
+                        ("taskProcessingresult", r_lower),
                     ] {
                         if let Some(v) = v {
                             d.insert(k.into(), v);

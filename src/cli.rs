@@ -89,7 +89,8 @@ pub struct ResumeArgs {
     /// The outcome to record for the task (any case, as the resume function takes it).
     #[arg(long, value_enum, ignore_case = true)]
     pub status: StatusArg,
-    /// A status reason sent with the outcome; repeat for several.
+    /// A status reason, for the record: logged and printed, never sent to Graph (its resume
+    /// action has no place for reasons); repeat for several.
     #[arg(long = "reason", value_name = "TEXT")]
     pub reasons: Vec<String>,
     /// Validate and show the Graph request without sending it.

@@ -43,6 +43,7 @@ pub const SETTINGS: &[&str] = &[
     "CALLER_ALLOWED_APP_IDS",
     "CALLER_ALLOWED_OBJECT_IDS",
     "CALLER_AUTHORITY",
+    "CALLER_SCOPE",
 ];
 
 /// Settings only the operator commands read (device-code sign-in); the gateway ignores them,

@@ -1,5 +1,9 @@
-//! Idempotent resumes: one Graph call per task processing result and status, however many
-//! requests ask for it at once, and no second call for a repeat soon after a success.
+//! Idempotent resumes: one Graph call per target and status, however many requests ask for it
+//! at once, and no second call for a repeat soon after a success.
+//!
+//! The key is the whole target, [`ResumeTarget::result_path`] (the navigation path with every
+//! id in it), never the result id alone: a request naming the right result under a wrong
+//! workflow must not share, or be answered with, the real request's outcome.
 //!
 //! Logic Apps retry, operators re-run, and a resume that Graph already took answers with an
 //! error the second time; remembering recent successes turns those repeats into a clean
@@ -61,11 +65,28 @@ struct Remembered {
     at: Instant,
 }
 
+/// A target as the map keys it: [`ResumeTarget::result_path`], compared whole, but hashed by
+/// its last 36 bytes only, the result's GUID. Hashing the whole path (about 190 bytes, four
+/// times a request) cost more than the rest of the bookkeeping (callgrind); equal paths still
+/// hash alike, and the paths of one result under different workflows share a bucket and are
+/// told apart by the comparison.
+#[derive(Clone, PartialEq, Eq)]
+struct Key(Arc<str>);
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let bytes = self.0.as_bytes();
+        bytes[bytes.len().saturating_sub(36)..].hash(state);
+    }
+}
+
 #[derive(Default)]
 struct Entries {
-    map: HashMap<Guid, Entry>,
+    /// Keyed by [`ResumeTarget::result_path`].
+    /// One allocation per target, shared by the map, `done` and the running task.
+    map: HashMap<Key, Entry>,
     /// Successes in the order they were recorded, for expiry and the size cap.
-    done: VecDeque<(Guid, Instant)>,
+    done: VecDeque<(Key, Instant)>,
 }
 
 impl Entries {
@@ -132,10 +153,12 @@ impl Deduplicator {
         F: Future<Output = Shared> + Send + 'static,
     {
         let result_id = &target.result_id;
+        // Built before the lookup: a new target (the common case) is inserted with it.
+        let key = Key(target.result_path().into());
         let mut receiver = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.forget_old(Instant::now(), self.window, self.capacity);
-            match entries.map.get(result_id) {
+            match entries.map.get(&key) {
                 Some(Entry::Done(done)) => {
                     if done.status != status {
                         return Err(self.conflict(result_id, done.status, status, false));
@@ -150,6 +173,7 @@ impl Deduplicator {
                         elapsed: Duration::ZERO,
                         dry_run: None,
                         already_resumed: true,
+                        confirmed_by_read: false,
                     }));
                 }
                 Some(Entry::InFlight {
@@ -164,7 +188,7 @@ impl Deduplicator {
                 None => {
                     let (sender, receiver) = watch::channel(None);
                     entries.map.insert(
-                        result_id.clone(),
+                        key.clone(),
                         Entry::InFlight {
                             status,
                             result: receiver.clone(),
@@ -172,7 +196,6 @@ impl Deduplicator {
                     );
                     self.running.fetch_add(1, Ordering::SeqCst);
                     let this = Arc::clone(self);
-                    let key = result_id.clone();
                     let task = async move {
                         // Dropped on every exit, panics included: the entry never stays in flight.
                         let _finish = Finish {
@@ -210,7 +233,7 @@ impl Deduplicator {
         }
     }
 
-    fn record(&self, key: &Guid, status: OperationStatus, result: &Shared) {
+    fn record(&self, key: &Key, status: OperationStatus, result: &Shared) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             // A dry run resumed nothing, so there is nothing to remember.
@@ -268,7 +291,7 @@ impl Deduplicator {
 /// Clears a running entry that ended without being recorded (a panic), and counts it down.
 struct Finish<'a> {
     dedupe: &'a Deduplicator,
-    key: &'a Guid,
+    key: &'a Key,
 }
 
 impl Drop for Finish<'_> {
@@ -311,6 +334,17 @@ mod tests {
             elapsed: Duration::ZERO,
             dry_run: None,
             already_resumed: false,
+            confirmed_by_read: false,
+        }
+    }
+
+    /// How a resume fails in a way worth retrying.
+    fn unavailable() -> ResumeError {
+        ResumeError::Unavailable {
+            cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
+            retry_after: Duration::from_secs(1),
+            attempts: 1,
+            client_request_id: "c".into(),
         }
     }
 
@@ -372,6 +406,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_same_result_under_another_workflow_is_another_target() {
+        let d = Arc::new(Deduplicator::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let id = guid(11);
+        let wrong = ResumeTarget::from_ids(guid(99), guid(2), id.clone());
+        let first = {
+            let (d, calls, wrong) = (d.clone(), calls.clone(), wrong.clone());
+            tokio::spawn(async move {
+                d.run(&wrong, OperationStatus::Completed, async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(unavailable())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // In flight under the wrong workflow: the right target neither shares nor conflicts.
+        let right = d
+            .run(
+                &target(&id),
+                OperationStatus::Failed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!right.already_resumed);
+        assert!(first.await.unwrap().unwrap().is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Remembered under its own target only.
+        let again = d
+            .run(
+                &wrong,
+                OperationStatus::Completed,
+                slow_ok(calls.clone(), id.clone()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!again.already_resumed);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn a_different_status_in_flight_conflicts() {
         let d = Arc::new(Deduplicator::default());
         let calls = Arc::new(AtomicU32::new(0));
@@ -412,14 +491,7 @@ mod tests {
     async fn failures_are_not_remembered() {
         let d = Arc::new(Deduplicator::default());
         let id = guid(9);
-        let fail = async {
-            Err(ResumeError::Unavailable {
-                cause: crate::resume::Unavailable::Deadline(Duration::from_secs(1)),
-                retry_after: Duration::from_secs(1),
-                attempts: 1,
-                client_request_id: "c".into(),
-            })
-        };
+        let fail = async { Err(unavailable()) };
         assert!(
             d.run(&target(&id), OperationStatus::Completed, fail)
                 .await

@@ -34,7 +34,9 @@ pub const USER_AGENT: &str = concat!(
     " (Azure Functions custom handler)"
 );
 
-/// The body Graph's `resume` action takes (`customExtensionCalloutResponse`).
+/// The body of Graph's `taskProcessingResult: resume` action: its parameters `source`, `type`
+/// and `data`, as Graph's v1.0 metadata declares them (`tests/fixtures/graph-v1.0-governance.csdl.xml`,
+/// held to it by `tests/graph_conformance.rs`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ResumeBody {
     pub data: ResumeData,
@@ -43,22 +45,22 @@ pub struct ResumeBody {
     pub kind: &'static str,
 }
 
-/// `customTaskExtensionCallbackData`.
+/// `customTaskExtensionCallbackData`: a closed type that declares `operationStatus` only. A
+/// caller's `statusReasons` are not sent: Graph is expected to refuse an undeclared property
+/// with 400, which would leave the task waiting until its timeout.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ResumeData {
+    /// A member name of `customTaskExtensionOperationStatus`: `completed` or `failed`.
     #[serde(rename = "operationStatus")]
     pub operation_status: &'static str,
-    #[serde(rename = "statusReasons", skip_serializing_if = "Vec::is_empty")]
-    pub status_reasons: Vec<String>,
 }
 
 impl ResumeBody {
-    /// The body for a status, with reasons and the `source` Graph records.
-    pub fn new(status: OperationStatus, status_reasons: Vec<String>, source: String) -> Self {
+    /// The body for a status, with the `source` Graph records.
+    pub fn new(status: OperationStatus, source: String) -> Self {
         Self {
             data: ResumeData {
-                operation_status: status.graph_value(),
-                status_reasons,
+                operation_status: status.as_str(),
             },
             source,
             kind: "lifecycleEvent",
@@ -129,7 +131,7 @@ pub enum GetError {
 }
 
 impl GraphFailure {
-    fn without_answer(message: String) -> Self {
+    pub(crate) fn without_answer(message: String) -> Self {
         Self {
             status: None,
             code: None,
@@ -739,20 +741,16 @@ mod tests {
     }
 
     #[test]
-    fn body_matches_the_documented_shape() {
-        let b = ResumeBody::new(OperationStatus::Completed, vec![], "resume-gateway".into());
+    fn body_carries_only_what_graph_declares() {
+        let b = ResumeBody::new(OperationStatus::Completed, "resume-gateway".into());
         assert_eq!(
             serde_json::to_value(&b).unwrap(),
-            serde_json::json!({"data": {"operationStatus": "Completed"}, "source": "resume-gateway", "type": "lifecycleEvent"})
+            serde_json::json!({"data": {"operationStatus": "completed"}, "source": "resume-gateway", "type": "lifecycleEvent"})
         );
-        let b = ResumeBody::new(
-            OperationStatus::Failed,
-            vec!["no mailbox".into()],
-            "hr".into(),
-        );
+        let b = ResumeBody::new(OperationStatus::Failed, "hr".into());
         assert_eq!(
             serde_json::to_value(&b).unwrap(),
-            serde_json::json!({"data": {"operationStatus": "Failed", "statusReasons": ["no mailbox"]}, "source": "hr", "type": "lifecycleEvent"})
+            serde_json::json!({"data": {"operationStatus": "failed"}, "source": "hr", "type": "lifecycleEvent"})
         );
     }
 

@@ -7,7 +7,8 @@
 //! (validated resume) → [`credential`] (token) → [`graph`] (Graph) → [`problem`] (answer),
 //! with [`resume`] driving retries.
 //! With `CALLER_AUTH=entra`, [`caller_auth`] first verifies the caller's Entra ID token against
-//! the tenant keys that [`jwks`] caches.
+//! the tenant keys that [`jwks`] caches, and [`scope`] checks that the task's custom task
+//! extension authorizes that caller (`CALLER_SCOPE=extension`).
 
 pub mod caller_auth;
 pub mod callout;
@@ -26,4 +27,5 @@ pub mod problem;
 pub mod resume;
 pub mod resume_path;
 pub mod routes;
+pub mod scope;
 pub mod server;

@@ -14,7 +14,8 @@ use crate::config::ConfigError;
 use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
 use crate::dedupe::DedupeError;
 use crate::graph::{GetError, GraphFailure};
-use crate::resume::{ResumeError, Unavailable};
+use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
+use crate::scope::{READ_PERMISSION, ScopeError};
 
 /// Prefix of every problem `type`; docs/request-and-answer.md lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
@@ -50,6 +51,8 @@ pub enum GatewayError {
     Internal,
     #[error(transparent)]
     Caller(#[from] CallerAuthError),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
 }
 
 /// Why an operator command stopped: the command line's counterpart of [`GatewayError`],
@@ -314,6 +317,7 @@ impl GatewayError {
             )
             .remedy("Send the request again; report the invocation id if it repeats."),
             Self::Caller(e) => caller_problem(e),
+            Self::Scope(e) => scope_problem(e),
         }
     }
 }
@@ -372,6 +376,78 @@ fn caller_problem(error: &CallerAuthError) -> Problem {
     }
 }
 
+fn scope_problem(error: &ScopeError) -> Problem {
+    let refused = |title| {
+        Problem::new(
+            "caller-not-authorized-for-extension",
+            title,
+            StatusCode::FORBIDDEN,
+            format!("{error} Nothing was sent to Graph's resume."),
+        )
+    };
+    match error {
+        ScopeError::NotAuthorized { caller_app_id, extension_id } => refused("The caller is not authorized for this task's custom task extension")
+            .remedy(format!(
+                "Either add app id {caller_app_id} to the authorizedApps of custom task extension {extension_id} \
+                 (Entra admin center: Lifecycle workflows, Custom extensions, the extension, Authorized apps; \
+                 the gateway re-reads a refused extension at most once a minute, so the grant works on a retry within a minute), \
+                 or send this resume from a caller that is already listed there (the Logic App the extension calls)."
+            ))
+            .with("callerAppId", caller_app_id)
+            .with("extensionId", extension_id.as_str()),
+        ScopeError::ExtensionNotFound { caller_app_id, extension_id } => refused("The task's custom task extension does not exist")
+            .remedy("Check the task's customTaskExtensionID argument in its workflow; a task whose extension was deleted cannot be resumed through the gateway.")
+            .with("callerAppId", caller_app_id)
+            .with("extensionId", extension_id.as_str()),
+        ScopeError::NoExtension { caller_app_id, .. } => refused("The task runs no custom task extension")
+            .remedy("Under CALLER_SCOPE=extension only tasks that run a custom task extension can be resumed; check that the callout or ids name the task that called the Logic App.")
+            .with("callerAppId", caller_app_id),
+        ScopeError::ReadRefused { failure, .. } => match failure.status {
+            Some(401 | 403) => Problem::new(
+                "authorization-read-forbidden",
+                "The gateway may not read the task or its extension",
+                StatusCode::FAILED_DEPENDENCY,
+                format!("{error}. Without that read the caller cannot be checked, so nothing was sent to Graph's resume."),
+            )
+            .remedy(format!(
+                "Grant the gateway's identity the Microsoft Graph application permission {READ_PERMISSION} \
+                 (scripts/grant.sh --read), which CALLER_SCOPE=extension needs to read tasks and extensions; \
+                 or set CALLER_SCOPE=tenant to let every allowed caller resume any task the gateway's identity may resume."
+            )),
+            _ => Problem::new(
+                "authorization-read-rejected",
+                "Graph refused the read of the task or its extension",
+                StatusCode::FAILED_DEPENDENCY,
+                format!("{error}. Nothing was sent to Graph's resume."),
+            )
+            .remedy("Check the workflow, task and taskProcessingResult ids (pass the callout unchanged); this answer will not change on retry."),
+        }
+        .with("graph", failure),
+        ScopeError::ReadUnavailable { last, attempts, .. } => {
+            let wait = last
+                .as_ref()
+                .and_then(|f| f.retry_after)
+                .map_or(DEFAULT_RETRY_AFTER, |d| d.max(Duration::from_secs(1)));
+            let mut p = Problem::new(
+                "authorization-unavailable",
+                "The gateway could not check the caller against the task's extension",
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{error}. Nothing was sent to Graph's resume."),
+            )
+            .remedy("Nothing is lost: the task is still waiting. Send the same request again after Retry-After; if it persists, check Graph's service health.")
+            .with("graph", last)
+            .with("attempts", attempts);
+            p.retry_after = Some(wait);
+            p.with("retryAfterSeconds", wait.as_secs())
+        }
+        ScopeError::Identity(e) => {
+            let mut p = identity_problem(e);
+            p.retry_after = Some(DEFAULT_RETRY_AFTER);
+            p.with("retryAfterSeconds", DEFAULT_RETRY_AFTER.as_secs())
+        }
+    }
+}
+
 fn resume_problem(error: &ResumeError) -> Problem {
     match error {
         ResumeError::Rejected {
@@ -415,7 +491,45 @@ fn resume_problem(error: &ResumeError) -> Problem {
                 .with("clientRequestId", client_request_id)
                 .with("retryAfterSeconds", retry_after.as_secs())
         }
+        ResumeError::HeldOtherwise {
+            held,
+            read,
+            attempts,
+            client_request_id,
+            ..
+        } => with_read(
+            Problem::new(
+                "graph-holds-other-status",
+                "Graph already holds another final status for this task",
+                StatusCode::CONFLICT,
+                format!("{error}: the resume was refused or went unanswered, and reading the task processing result shows it is no longer waiting."),
+            )
+            .remedy(format!(
+                "A task is resumed once. It ended as {held}, by another request (another branch of the Logic App, a retry on another instance) or by the extension's timeout; check the workflow's run history. Do not retry this request."
+            ))
+            .with("processingStatus", held),
+            read,
+        )
+        .with("attempts", attempts)
+        .with("clientRequestId", client_request_id),
+        ResumeError::Unsettled { error, read } => with_read(resume_problem(error), read),
     }
+}
+
+/// The answer the gateway would have given without the read, with what the read found in
+/// `graph.read` (the problem's `graph` member is created when the failure had none).
+fn with_read(mut problem: Problem, read: &ReadBack) -> Problem {
+    let Ok(read) = serde_json::to_value(read) else {
+        return problem;
+    };
+    let graph = problem
+        .extensions
+        .entry("graph")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(graph) = graph {
+        graph.insert("read".into(), read);
+    }
+    problem
 }
 
 fn identity_problem(e: &CredentialError) -> Problem {
@@ -571,6 +685,62 @@ mod tests {
             assert!(p.detail.contains("Insufficient privileges"));
             assert!(p.detail.contains(&status.to_string()));
         }
+    }
+
+    #[test]
+    fn scope_refusals_name_the_caller_the_extension_and_the_fixes() {
+        let ext = crate::ids::Guid::parse("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b").unwrap();
+        let p = GatewayError::from(ScopeError::NotAuthorized {
+            caller_app_id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".into(),
+            extension_id: ext,
+        })
+        .problem();
+        assert_eq!(
+            (p.status, p.slug()),
+            (403, "caller-not-authorized-for-extension")
+        );
+        for text in [&p.detail, p.remedy.as_ref().unwrap()] {
+            assert!(
+                text.contains("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
+                "{text}"
+            );
+            assert!(
+                text.contains("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"),
+                "{text}"
+            );
+        }
+        assert!(p.remedy.unwrap().contains("authorizedApps"));
+        let failure = |status| GraphFailure {
+            status: Some(status),
+            code: Some("Forbidden".into()),
+            message: "no".into(),
+            request_id: None,
+            retry_after: Some(Duration::from_secs(4)),
+            throttle_scope: None,
+        };
+        let read = |status| {
+            GatewayError::from(ScopeError::ReadRefused {
+                what: "/identityGovernance/lifecycleWorkflows/customTaskExtensions/x".into(),
+                failure: Box::new(failure(status)),
+            })
+            .problem()
+        };
+        let p = read(403);
+        assert_eq!((p.status, p.slug()), (424, "authorization-read-forbidden"));
+        let remedy = p.remedy.unwrap();
+        assert!(
+            remedy.contains("LifecycleWorkflows.Read.All")
+                && remedy.contains("CALLER_SCOPE=tenant")
+        );
+        assert_eq!(read(404).slug(), "authorization-read-rejected");
+        let r = GatewayError::from(ScopeError::ReadUnavailable {
+            what: "x".into(),
+            last: Some(Box::new(failure(503))),
+            attempts: 3,
+        })
+        .into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "4");
     }
 
     #[test]

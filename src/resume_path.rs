@@ -43,6 +43,16 @@ impl ResumeTarget {
         }
     }
 
+    /// The taskProcessingResult itself: the canonical path without its action segment, where
+    /// Graph answers a GET for it. Both action spellings give the same result path, so this
+    /// also names the target when requests are compared.
+    pub fn result_path(&self) -> &str {
+        // Every target's path ends with `/{action}`, so the last '/' starts it.
+        self.path
+            .rfind('/')
+            .map_or(self.path.as_str(), |end| &self.path[..end])
+    }
+
     /// Parses a `callbackUriPath` (as a Lifecycle Workflows callout carries it) into a target.
     /// Segment names match in any case and come out in Graph's casing; GUIDs come out lower-case.
     pub fn parse(path: &str) -> Result<Self, PathError> {
@@ -282,6 +292,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_result_path_drops_only_the_action() {
+        let result = format!("{}/runs/{RUN}/taskProcessingResults/{R}", base());
+        for action in [SHORT_ACTION, QUALIFIED_ACTION] {
+            let t = ResumeTarget::parse(&format!("{result}/{action}")).unwrap();
+            assert_eq!(t.result_path(), result);
+        }
+        let t = ResumeTarget::from_ids(
+            Guid::parse(W).unwrap(),
+            Guid::parse(T).unwrap(),
+            Guid::parse(R).unwrap(),
+        );
+        assert_eq!(
+            t.result_path(),
+            format!("{}/tasks/{T}/taskProcessingResults/{R}", base())
+        );
     }
 
     #[test]

@@ -14,12 +14,13 @@ use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::caller_auth::{Authenticator, CallerAuthError};
+use crate::caller_auth::{Authenticator, Caller, CallerAuthError};
 use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
 use crate::dedupe::Deduplicator;
 use crate::host::{self, HttpFunction};
 use crate::problem::GatewayError;
 use crate::resume::{Outcome, Resumed, Resumer};
+use crate::scope::Authorizer;
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 /// A JSON invocation wraps the request; base64 makes it a third larger than the body limit.
@@ -32,6 +33,8 @@ pub struct AppState {
     pub dedupe: Arc<Deduplicator>,
     /// Set with `CALLER_AUTH=entra`: every resume must carry an allowed caller's token.
     pub callers: Option<Authenticator>,
+    /// Set with `CALLER_SCOPE=extension`: the caller must be authorized by the task's extension.
+    pub scope: Option<Authorizer>,
 }
 
 /// The gateway's routes: readiness at `/`; for each function, forwarded and proxied requests
@@ -104,7 +107,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
     let result = match &auth {
         Ok(_) => {
-            handle(&state, &headers, body, started)
+            handle(&state, &headers, body, started, caller)
                 .instrument(span.clone())
                 .await
         }
@@ -114,7 +117,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     let elapsed_ms = elapsed.as_millis() as u64;
     let invocation = invocation_id.as_deref();
     span.in_scope(|| match result {
-        Ok(outcome) => {
+        Ok((outcome, request, authorization)) => {
             let target = &outcome.target;
             tracing::info!(
                 invocation_id = invocation,
@@ -132,6 +135,8 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                 elapsed_ms,
                 dry_run = outcome.dry_run.is_some(),
                 already_resumed = outcome.already_resumed,
+                authorization = authorization.as_deref(),
+                status_reasons = request.reasons_for_log(),
                 "resume {}",
                 if outcome.dry_run.is_some() {
                     "simulated (dry run)"
@@ -141,11 +146,23 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                     "accepted by Graph"
                 }
             );
-            let body = Resumed::new(&outcome, elapsed, invocation_id.as_deref());
+            let body = Resumed::new(
+                &outcome,
+                &request.status_reasons,
+                elapsed,
+                invocation_id.as_deref(),
+            )
+            .authorized(authorization.as_deref());
             json_answer(&body)
         }
         Err((error, request)) => {
-            let problem = error.problem().with("invocationId", &invocation_id);
+            let problem = error.problem().with("invocationId", &invocation_id).with(
+                "statusReasons",
+                request
+                    .as_ref()
+                    .map(|r| &r.status_reasons)
+                    .filter(|r| !r.is_empty()),
+            );
             let target = request.as_ref().map(|r| &r.target);
             let graph = problem.extensions.get("graph");
             let fields = (
@@ -171,6 +188,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
                         caller_app_id,
                         caller_object_id,
                         elapsed_ms,
+                        status_reasons = request.as_ref().and_then(ResumeRequest::reasons_for_log),
                         "resume not done: {}",
                         problem.detail
                     )
@@ -197,13 +215,15 @@ fn json_answer(body: &impl serde::Serialize) -> Response {
 
 type Failure = (GatewayError, Option<ResumeRequest>);
 
-/// Request in, validated resume, Graph, outcome.
+/// Request in, validated resume, authorized caller, Graph, outcome (with how the caller was
+/// authorized for the task, under `CALLER_SCOPE=extension`).
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
     started: Instant,
-) -> Result<Outcome, Failure> {
+    caller: Option<&Caller>,
+) -> Result<(Outcome, ResumeRequest, Option<String>), Failure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -221,6 +241,19 @@ async fn handle(
         return Err((empty(), None));
     }
     let request = ResumeRequest::parse(&bytes).map_err(|e| (e.into(), None))?;
+    // Per request, before the shared resume: a caller never rides on another's authorization.
+    let authorization = match (&state.scope, caller) {
+        (Some(scope), Some(caller)) => {
+            match scope
+                .authorize(&caller.app_id, &request.target, started)
+                .await
+            {
+                Ok(verdict) => Some(verdict.describe()),
+                Err(e) => return Err((e.into(), Some(request))),
+            }
+        }
+        _ => None,
+    };
     let resume = {
         let (resumer, request) = (Arc::clone(&state.resumer), request.clone());
         async move { resumer.resume(&request, started).await }
@@ -230,7 +263,7 @@ async fn handle(
         .run(&request.target, request.status, resume)
         .await;
     match shared {
-        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Ok(outcome)) => Ok((outcome, request, authorization)),
         Ok(Err(e)) => Err((e.into(), Some(request))),
         Err(e) => Err((GatewayError::Conflict(e), Some(request))),
     }

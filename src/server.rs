@@ -16,6 +16,7 @@ use crate::dedupe::Deduplicator;
 use crate::host;
 use crate::resume::Resumer;
 use crate::routes::{AppState, router};
+use crate::scope::{Authorizer, CallerScope};
 
 /// Beyond the request deadline, what a request in flight gets to finish after SIGTERM.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
@@ -87,16 +88,35 @@ pub async fn serve(
                 audiences = settings.audiences.join(",").as_str(),
                 allowed_app_ids = settings.allowed_app_ids.join(",").as_str(),
                 allowed_object_ids = settings.allowed_object_ids.as_ref().map(|o| o.join(",")).as_deref(),
-                "callers must present an Entra ID app token"
+                caller_scope = settings.scope.as_str(),
+                "callers must present an Entra ID app token; CALLER_SCOPE={}: {}",
+                settings.scope.as_str(),
+                match settings.scope {
+                    CallerScope::Extension => "each caller resumes only the tasks of custom task extensions that list it in authorizedApps",
+                    CallerScope::Tenant => "each allowed caller may resume any task the gateway's identity may resume",
+                }
             );
+            if config.dry_run && settings.scope == CallerScope::Extension {
+                tracing::warn!(
+                    "RESUME_DRY_RUN is on: the per-extension check reads Graph, so it is skipped; answers say \"authorization\": \"skipped (dry-run)\" and nothing is resumed"
+                );
+            }
             Some(Authenticator::start(settings.clone()))
         }
     };
     let dedupe = Arc::new(Deduplicator::default());
+    let resumer = Resumer::new(&config, Arc::clone(&tokens));
+    let scope = match &config.caller_auth {
+        CallerAuth::Entra(settings) if settings.scope == CallerScope::Extension => {
+            Some(Authorizer::new(&config, resumer.graph().clone(), tokens))
+        }
+        _ => None,
+    };
     let state = Arc::new(AppState {
-        resumer: Arc::new(Resumer::new(&config, tokens)),
+        resumer: Arc::new(resumer),
         dedupe: Arc::clone(&dedupe),
         callers,
+        scope,
     });
 
     // Requests in flight get their deadline plus a margin to finish after a shutdown request;

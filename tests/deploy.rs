@@ -649,3 +649,50 @@ fn grant_refuses_bad_arguments_before_calling_azure() {
     assert!(ok);
     assert!(out.contains("--extension <customTaskExtensionId>") && out.contains("--app-role"));
 }
+
+#[test]
+fn grant_read_assigns_the_read_permission_once_alongside_the_resume_grant() {
+    let az = FakeAzure::new("read");
+    let handler = az.handler();
+    let args = [
+        "--read",
+        "--extension",
+        EXTENSION,
+        "--principal-id",
+        PRINCIPAL,
+    ];
+    let (ok, out) = az.grant_with(&args, &[("HANDLER", handler.as_os_str())]);
+    assert!(ok, "{out}");
+    let calls = az.take_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains("appRoles[?value=='LifecycleWorkflows.Read.All']")),
+        "{calls:?}"
+    );
+    let writes = FakeAzure::writes(&calls);
+    assert_eq!(writes.len(), 1, "{calls:?}");
+    assert!(writes[0].contains("--method POST") && writes[0].contains("appRoleAssignments"));
+    assert!(
+        out.contains("assigned LifecycleWorkflows.Read.All"),
+        "{out}"
+    );
+    // The resume grant still follows, through handler grant.
+    assert_eq!(
+        az.handler_calls().last().unwrap(),
+        &format!("grant --extension {EXTENSION} --app {APP_ID}|device-code|global")
+    );
+
+    // Again: the permission is in place, so az writes nothing.
+    let (ok, out) = az.grant_with(&args, &[("HANDLER", handler.as_os_str())]);
+    assert!(ok, "{out}");
+    assert!(FakeAzure::writes(&az.take_calls()).is_empty());
+    assert!(out.contains("already done"), "{out}");
+
+    // On its own, too: no extension is touched.
+    let az = FakeAzure::new("read-only");
+    let (ok, out) = az.grant(&["--read", "--principal-id", PRINCIPAL]);
+    assert!(ok, "{out}");
+    assert_eq!(FakeAzure::writes(&az.take_calls()).len(), 1);
+    assert!(az.handler_calls().is_empty());
+}

@@ -352,6 +352,13 @@ async fn resume_sends_the_gateways_request_and_prints_graphs_request_id() {
         "{}",
         ran.stdout
     );
+    assert!(
+        ran.stdout.contains(
+            "status reasons, recorded here only (Graph's resume action takes none): no mailbox; quota"
+        ),
+        "{}",
+        ran.stdout
+    );
 
     // The callout form, from a file, with JSON output.
     let file = std::env::temp_dir().join(format!("callout-{}.json", std::process::id()));
@@ -395,9 +402,9 @@ async fn resume_sends_the_gateways_request_and_prints_graphs_request_id() {
         .collect();
     assert_eq!(
         bodies[0],
-        json!({"data": {"operationStatus": "Failed", "statusReasons": ["no mailbox", "quota"]}, "source": "resume-gateway", "type": "lifecycleEvent"})
+        json!({"data": {"operationStatus": "failed"}, "source": "resume-gateway", "type": "lifecycleEvent"})
     );
-    assert_eq!(bodies[1]["data"], json!({"operationStatus": "Completed"}));
+    assert_eq!(bodies[1]["data"], json!({"operationStatus": "completed"}));
     assert_eq!(
         out["clientRequestId"],
         sent[1]
@@ -1571,4 +1578,66 @@ async fn resume_signs_in_before_its_deadline_starts() {
     assert!(ran.stdout.starts_with("resumed:"), "{}", ran.stdout);
     assert_eq!(graph.calls().await, 1);
     assert!(!ran.all().contains(&token));
+}
+
+#[tokio::test]
+async fn check_says_whether_extension_scope_can_work() {
+    let graph = Graph::start().await;
+    mount_extension(&graph, &[GATEWAY_APP_ID]).await;
+    let listing = |status| {
+        Mock::given(method("GET"))
+            .and(path(
+                "/v1.0/identityGovernance/lifecycleWorkflows/customTaskExtensions",
+            ))
+            .respond_with(ResponseTemplate::new(status).set_body_json(json!({"value": []})))
+    };
+    listing(403).mount(&graph.server).await;
+    let identity = Identity::start().await;
+    let entra = with(
+        env_for(&graph, &identity),
+        &[
+            ("CALLER_AUTH", "entra"),
+            ("CALLER_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("CALLER_AUDIENCES", "api://resume-gateway"),
+            ("CALLER_ALLOWED_APP_IDS", OTHER_APP),
+        ],
+    );
+
+    // The default scope reads extensions: a refused read fails the check, with both fixes.
+    let ran = handler(&entra, &["check", "--json"]).await;
+    assert_eq!(ran.code, 1, "{}", ran.all());
+    let read = check_named(&ran.json(), "read").clone();
+    assert_eq!(read["status"], "fail", "{read}");
+    assert!(
+        read["detail"]
+            .as_str()
+            .unwrap()
+            .contains("customTaskExtensions")
+    );
+    let remedy = read["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("LifecycleWorkflows.Read.All") && remedy.contains("CALLER_SCOPE=tenant"),
+        "{remedy}"
+    );
+    // The same identity under tenant scope, or without entra, needs no read access.
+    for env in [
+        with(entra.clone(), &[("CALLER_SCOPE", "tenant")]),
+        env_for(&graph, &identity),
+    ] {
+        let ran = handler(&env, &["check", "--extension", EXTENSION, "--json"]).await;
+        assert_eq!(ran.code, 0, "{}", ran.all());
+        assert_eq!(check_named(&ran.json(), "read")["status"], "pass");
+    }
+
+    listing(200).with_priority(1).mount(&graph.server).await;
+    let ran = handler(&entra, &["check", "--extension", EXTENSION, "--json"]).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let read = check_named(&ran.json(), "read").clone();
+    assert_eq!(read["status"], "pass", "{read}");
+    assert!(
+        read["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CALLER_SCOPE=extension can work")
+    );
 }

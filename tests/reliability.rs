@@ -188,10 +188,19 @@ async fn a_hanging_graph_is_cut_off_at_the_deadline() {
     let (status, retry_after, problem, elapsed) = post(&gw, &request_for(6, "completed")).await;
     assert_eq!(status, 503, "{problem}");
     assert!(retry_after.is_some());
+    // The attempt gets four fifths of the deadline; the rest is for the one read that follows
+    // an unanswered attempt (here refused: the mock has no GET), all inside the deadline.
     assert!(
-        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_millis(2800),
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_millis(2800),
         "{elapsed:?}"
     );
+    assert_eq!(problem["graph"]["read"]["status"], 404, "{problem}");
+    let sent = graph.requests().await;
+    assert_eq!(
+        sent.iter().filter(|r| r.method.as_str() == "POST").count(),
+        1
+    );
+    assert_eq!(sent.len(), 2, "one resume, one read");
     assert_eq!(
         problem["type"],
         "urn:resume-gateway:problem:graph-unavailable"

@@ -36,11 +36,10 @@ pub fn parse_build(body: &[u8], batches: usize, per_batch: u32) -> Duration {
     per_call[per_call.len() / 2]
 }
 
-/// As the gateway builds it: the request's reasons and source are cloned into the body.
+/// As the gateway builds it: the request's source is cloned into the body.
 fn build(request: &ResumeRequest) -> ResumeBody {
     ResumeBody::new(
         request.status,
-        request.status_reasons.clone(),
         request
             .source
             .clone()

@@ -4,7 +4,9 @@
 //!
 //! Graph calls: `GET …/customTaskExtensions/{id}?$expand=…/authorizedApps` (with
 //! `--extension`; `authorizedApps` is a navigation property of the callback configuration,
-//! so it is only returned when expanded) and one `GET …/lifecycleWorkflows/workflows?$top=1`
+//! so it is only returned when expanded), `GET …/workflows?$top=1` and
+//! `GET …/customTaskExtensions?$top=1` to learn whether the identity may read what
+//! `CALLER_SCOPE=extension` reads, and one `GET …/lifecycleWorkflows/workflows?$top=1`
 //! as a reachability probe, where any HTTP answer proves Graph is reachable.
 
 use std::process::ExitCode;
@@ -16,12 +18,14 @@ use super::extension;
 use super::{
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_log_filter,
 };
+use crate::caller_auth::CallerAuth;
 use crate::cli::CheckArgs;
 use crate::config::Config;
 use crate::credential::{CredentialSource, OperatorAccess, TokenIdentity, TokenSource};
 use crate::graph::{AttemptError, GetError, GraphClient};
 use crate::ids::Guid;
 use crate::logging;
+use crate::scope::{CallerScope, READ_PERMISSION};
 
 const PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,7 +101,7 @@ pub fn main(args: CheckArgs) -> ExitCode {
                     )),
                 ];
             checks.extend(
-                ["token", "identity", "permission", "graph"]
+                ["token", "identity", "permission", "read", "graph"]
                     .map(|name| Check::new(name, Status::Skip, "needs valid settings")),
             );
             Report {
@@ -194,6 +198,7 @@ async fn run(config: &Config, extension: Option<&Guid>) -> Report {
         }
     }
 
+    checks.push(read_check(&graph, config, token.as_ref().map(|t| t.secret())).await);
     checks.push(probe(&graph, token.as_ref().map(|t| t.secret())).await);
     finish(checks, Some(source), identity)
 }
@@ -397,6 +402,68 @@ fn extension_check(listing: Listing, ext: &str, id: &TokenIdentity, signed_in_us
         }
         Listing::Unknown(check) => check,
     }
+}
+
+/// Whether the identity may read workflows (their tasks) and custom task extensions, which
+/// `CALLER_SCOPE=extension` needs before each resume; a failure only where that scope is on.
+async fn read_check(graph: &GraphClient, config: &Config, bearer: Option<&str>) -> Check {
+    let Some(bearer) = bearer else {
+        return Check::new("read", Status::Skip, "needs a token");
+    };
+    let in_use =
+        matches!(&config.caller_auth, CallerAuth::Entra(c) if c.scope == CallerScope::Extension);
+    let mut refused = Vec::new();
+    let mut unclear = Vec::new();
+    for what in ["workflows", "customTaskExtensions"] {
+        let url = graph.url(&format!(
+            "/identityGovernance/lifecycleWorkflows/{what}?$top=1&$select=id"
+        ));
+        let crid = crate::graph::client_request_id();
+        match graph.get(&url, bearer, &crid, PROBE_TIMEOUT).await {
+            Ok(_) => {}
+            Err(AttemptError::Transient(f) | AttemptError::Permanent(f)) => {
+                let answer = f
+                    .status
+                    .map_or(f.message, |s| format!("Graph answered {s}"));
+                if matches!(f.status, Some(401 | 403)) {
+                    refused.push(format!("{what} ({answer})"));
+                } else {
+                    unclear.push(format!("{what} ({answer})"));
+                }
+            }
+        }
+    }
+    let scope = if in_use {
+        "CALLER_SCOPE=extension is on and needs it"
+    } else {
+        "only CALLER_SCOPE=extension needs it, and it is not on"
+    };
+    if refused.is_empty() && unclear.is_empty() {
+        return Check::new(
+            "read",
+            Status::Pass,
+            "the identity can read workflows (their tasks) and custom task extensions: CALLER_SCOPE=extension can work",
+        );
+    }
+    if refused.is_empty() {
+        let status = if in_use { Status::Warn } else { Status::Pass };
+        return Check::new(
+            "read",
+            status,
+            format!(
+                "could not tell whether the identity may read {}; {scope}",
+                unclear.join(", ")
+            ),
+        );
+    }
+    let detail = format!("the identity may not read {}; {scope}", refused.join(", "));
+    if !in_use {
+        return Check::new("read", Status::Pass, detail);
+    }
+    Check::new("read", Status::Fail, detail).remedy(format!(
+        "Grant the identity the Microsoft Graph application permission {READ_PERMISSION} (scripts/grant.sh --read), \
+         or set CALLER_SCOPE=tenant to let every allowed caller resume any task the identity may resume."
+    ))
 }
 
 /// One GET that any HTTP answer passes: it proves DNS, TLS and routing to Graph.

@@ -4,7 +4,7 @@
 //! name, UPN or mail, and never a token.
 
 pub mod check;
-mod extension;
+pub(crate) mod extension;
 pub mod grant;
 pub mod pending;
 pub mod resume;

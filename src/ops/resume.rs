@@ -120,9 +120,20 @@ pub fn main(args: ResumeArgs) -> ExitCode {
         match resumer.resume(&request, Instant::now()).await {
             Ok(outcome) => {
                 if args.json {
-                    print_json(&Resumed::new(&outcome, outcome.elapsed, None));
+                    print_json(&Resumed::new(
+                        &outcome,
+                        &request.status_reasons,
+                        outcome.elapsed,
+                        None,
+                    ));
                 } else {
                     print_outcome(&outcome);
+                    if !request.status_reasons.is_empty() {
+                        println!(
+                            "status reasons, recorded here only (Graph's resume action takes none): {}",
+                            request.status_reasons.join("; ")
+                        );
+                    }
                 }
                 ExitCode::from(EXIT_OK)
             }
@@ -167,6 +178,11 @@ fn print_outcome(o: &Outcome) {
                 t.workflow_id,
                 o.status.as_str()
             );
+            if o.confirmed_by_read {
+                println!(
+                    "the resume was refused or went unanswered, but Graph's record shows the task already holds this status"
+                );
+            }
             println!(
                 "Graph answered {}; request-id {}; client-request-id {}; {} attempt(s) in {} ms",
                 o.graph_status.map_or_else(|| "-".into(), |s| s.to_string()),

@@ -43,7 +43,7 @@ pub fn callout(workflow: &str, task: &str, result: &str) -> Value {
         "source": "sample",
         "type": "lifecycleEvent",
         "data": {
-            "@odata.type": "microsoft.graph.identityGovernance.onboardingCalloutData",
+            "@odata.type": "#microsoft.graph.identityGovernance.customTaskExtensionCalloutData",
             "callbackUriPath": resume_path(workflow, task, result),
             "subject": {
                 "id": "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
