@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, GraphCloud, parse_endpoint};
+use crate::echo;
 use crate::ids::Guid;
 use crate::jwks::{KeyCache, KeyError, KeyTiming};
 use crate::scope::CallerScope;
@@ -19,8 +20,6 @@ use crate::scope::CallerScope;
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 300;
-/// Claim values quoted in answers are cut to this many characters.
-const QUOTE_LIMIT: usize = 128;
 
 /// How callers are authenticated (`CALLER_AUTH`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +186,13 @@ pub struct Caller {
 pub enum CallerAuthError {
     #[error("The request has no Authorization header.")]
     MissingHeader,
-    #[error("The Authorization header uses the {0} scheme, not Bearer.")]
-    WrongScheme(String),
+    /// The scheme's registered name, when it has one: nothing else of the header is repeated,
+    /// since a value without a space after the scheme may be a credential.
+    #[error("The Authorization header uses {}, not Bearer.", match .0 {
+        Some(scheme) => format!("the {scheme} scheme"),
+        None => "another scheme".to_owned(),
+    })]
+    WrongScheme(Option<&'static str>),
     /// The token is not a usable Entra app token; `claim` names what failed.
     #[error("{detail}")]
     InvalidToken { claim: &'static str, detail: String },
@@ -287,7 +291,8 @@ impl Authenticator {
             KeyError::UnknownKid { kid } => CallerAuthError::invalid(
                 "kid",
                 format!(
-                    "The token is signed with key {kid:?}, which is not one of tenant {}'s signing keys: the token was issued by another tenant or cloud, or forged.",
+                    "The token is signed with key {}, which is not one of tenant {}'s signing keys: the token was issued by another tenant or cloud, or forged.",
+                    echo::quoted(&kid),
                     self.settings.tenant_id
                 ),
             ),
@@ -372,7 +377,7 @@ impl Authenticator {
                 "tid",
                 format!(
                     "The token's tenant (tid) {} is not CALLER_TENANT_ID {}.",
-                    claims.tid.as_deref().map_or("(none)".into(), quote_str),
+                    claims.tid.as_deref().map_or("(none)".into(), echo::quoted),
                     s.tenant_id
                 ),
             ));
@@ -432,6 +437,27 @@ impl Authenticator {
     }
 }
 
+/// Authorization schemes a refusal may name: the IANA HTTP Authentication Scheme Registry, and
+/// NTLM and PoP, which Windows and Entra clients send.
+const KNOWN_SCHEMES: [&str; 16] = [
+    "Basic",
+    "Bearer",
+    "Concealed",
+    "Digest",
+    "DPoP",
+    "GNAP",
+    "HOBA",
+    "Mutual",
+    "Negotiate",
+    "NTLM",
+    "OAuth",
+    "PoP",
+    "PrivateToken",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+];
+
 /// The token from `Authorization: Bearer <token>`.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, CallerAuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -447,12 +473,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, CallerAuthError> {
     })?;
     let (scheme, token) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        let scheme: String = scheme
-            .chars()
-            .take(16)
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
-        return Err(CallerAuthError::WrongScheme(scheme));
+        let known = KNOWN_SCHEMES
+            .iter()
+            .find(|known| known.eq_ignore_ascii_case(scheme))
+            .copied();
+        return Err(CallerAuthError::WrongScheme(known));
     }
     let token = token.trim();
     if token.is_empty() {
@@ -494,14 +519,9 @@ fn describe(kind: &ErrorKind) -> &'static str {
 
 fn quote(value: &serde_json::Value) -> String {
     match value {
-        serde_json::Value::String(s) => quote_str(s),
-        other => quote_str(&other.to_string()),
+        serde_json::Value::String(s) => echo::quoted(s),
+        other => echo::quoted(&other.to_string()),
     }
-}
-
-fn quote_str(s: &str) -> String {
-    let cut: String = s.chars().take(QUOTE_LIMIT).collect();
-    format!("{cut:?}")
 }
 
 #[cfg(test)]
@@ -647,7 +667,25 @@ mod tests {
         assert_eq!(bearer_token(&headers("bearer a.b.c")), Ok("a.b.c"));
         assert_eq!(
             bearer_token(&headers("Basic dXNlcjpwYXNz")),
-            Err(CallerAuthError::WrongScheme("Basic".into()))
+            Err(CallerAuthError::WrongScheme(Some("Basic")))
+        );
+        // No space after the scheme: the value may be a credential, so none of it is repeated.
+        for secret in [
+            "Basicdxnlcjpwyxnz",
+            "c2VjcmV0LXRva2Vu.eyJ",
+            "Bearer\tsecret",
+        ] {
+            let e = bearer_token(&headers(secret)).unwrap_err();
+            assert_eq!(e, CallerAuthError::WrongScheme(None), "{secret}");
+            let text = e.to_string();
+            assert!(
+                !text.contains("Basicd") && !text.contains("c2Vj") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers("negotiate abc")),
+            Err(CallerAuthError::WrongScheme(Some("Negotiate")))
         );
         assert!(matches!(
             bearer_token(&headers("Bearer ")),
@@ -659,5 +697,118 @@ mod tests {
         let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
         let e = bearer_token(&headers(&long)).unwrap_err();
         assert!(!e.to_string().contains("aaaa"), "the token is never echoed");
+    }
+
+    #[test]
+    fn audiences_must_be_a_uri_or_a_guid_without_wildcards_or_spaces() {
+        for ok in [
+            "api://resume-gateway",
+            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f",
+            "https://contoso.com/gateway",
+        ] {
+            let CallerAuth::Entra(c) = load(&entra(&[("CALLER_AUDIENCES", ok)])).unwrap() else {
+                panic!("entra expected")
+            };
+            assert_eq!(c.audiences, [ok]);
+        }
+        for bad in [
+            "api://*",
+            "resume-gateway",
+            "api://resume gateway",
+            "api://x, *",
+            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f, gateway",
+        ] {
+            let e = load(&entra(&[("CALLER_AUDIENCES", bad)])).unwrap_err();
+            assert_eq!(e.setting, "CALLER_AUDIENCES", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn china_v1_tokens_come_from_its_own_token_service() {
+        let map: HashMap<&str, &str> = entra(&[]).into_iter().collect();
+        let get = |k: &str| map.get(k).map(|v| v.to_string());
+        let CallerAuth::Entra(cn) = CallerAuth::from_settings(get, GraphCloud::China).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        assert_eq!(
+            cn.issuers[0],
+            format!("https://sts.chinacloudapi.cn/{TENANT}/")
+        );
+        assert_eq!(
+            cn.issuers[1],
+            format!("https://login.chinacloudapi.cn/{TENANT}/v2.0")
+        );
+        let CallerAuth::Entra(dod) = CallerAuth::from_settings(get, GraphCloud::UsGovDod).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        assert_eq!(dod.issuers[0], format!("https://sts.windows.net/{TENANT}/"));
+    }
+
+    #[test]
+    fn a_token_of_exactly_the_limit_is_taken_one_byte_more_is_not() {
+        let exact = "a".repeat(MAX_TOKEN_BYTES);
+        assert_eq!(
+            bearer_token(&headers(&format!("Bearer {exact}"))),
+            Ok(exact.as_str())
+        );
+        let over = format!("Bearer {exact}a");
+        assert!(matches!(
+            bearer_token(&headers(&over)),
+            Err(CallerAuthError::InvalidToken { claim: "token", .. })
+        ));
+    }
+
+    fn claims(
+        scp: Option<&str>,
+        idtyp: Option<&str>,
+        sub: Option<&str>,
+        oid: Option<&str>,
+    ) -> Claims {
+        Claims {
+            iss: format!("https://sts.windows.net/{TENANT}/"),
+            tid: Some(TENANT.into()),
+            appid: Some(APP.into()),
+            azp: None,
+            oid: oid.map(str::to_owned),
+            sub: sub.map(str::to_owned),
+            idtyp: idtyp.map(str::to_owned),
+            scp: scp.map(|s| serde_json::Value::String(s.into())),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_idtyp_only_a_scopeless_token_that_is_its_own_subject_is_an_app() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let CallerAuth::Entra(settings) =
+            load(&entra(&[("CALLER_AUTHORITY", "http://127.0.0.1:9")])).unwrap()
+        else {
+            panic!("entra expected")
+        };
+        let auth = Authenticator::start(settings);
+        let me = Some("3c4d5e6f-8e1f-4a3c-9b4d-7e6f1a2b3c4d");
+        let other = Some("4d5e6f3c-1f8e-4c3a-8d9b-6f7e2b1a4d3c");
+        let app = auth.check(claims(None, None, me, me)).unwrap();
+        assert_eq!(app.app_id, APP);
+        let is_user = |c: Claims| {
+            matches!(
+                auth.check(c),
+                Err(CallerAuthError::InvalidToken { claim: "idtyp", .. })
+            )
+        };
+        // Delegated scopes make it a user's token, even when sub equals oid.
+        assert!(is_user(claims(Some("User.Read"), None, me, me)));
+        // No scopes, but someone else's subject.
+        assert!(is_user(claims(None, None, other, me)));
+        // No subject at all.
+        assert!(is_user(claims(None, None, None, me)));
+        assert!(is_user(claims(None, None, None, None)));
+        // idtyp decides when present.
+        assert!(is_user(claims(None, Some("user"), me, me)));
+        assert!(
+            auth.check(claims(Some("x"), Some("app"), other, me))
+                .is_ok()
+        );
     }
 }

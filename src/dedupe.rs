@@ -562,4 +562,78 @@ mod tests {
         assert!(d.drain(Duration::from_secs(1)).await);
         assert_eq!(d.remembered(), 0);
     }
+
+    #[tokio::test]
+    async fn dry_run_outcomes_are_not_remembered() {
+        let d = Arc::new(Deduplicator::default());
+        let id = guid(11);
+        let calls = Arc::new(AtomicU32::new(0));
+        for _ in 0..2 {
+            let (calls, id) = (calls.clone(), id.clone());
+            let simulated = async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let mut o = outcome(&id);
+                o.dry_run = Some(crate::resume::DryRun {
+                    method: "POST",
+                    url: "https://graph.microsoft.com/v1.0/x".into(),
+                    body: crate::graph::ResumeBody::new(
+                        OperationStatus::Completed,
+                        "resume-gateway".into(),
+                    ),
+                });
+                Ok(o)
+            };
+            let answer = d
+                .run(&target(&guid(11)), OperationStatus::Completed, simulated)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!answer.already_resumed, "a dry run resumed nothing");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(d.remembered(), 0);
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_a_resume_whose_caller_hung_up() {
+        let d = Arc::new(Deduplicator::default());
+        let id = guid(12);
+        let calls = Arc::new(AtomicU32::new(0));
+        let resume = {
+            let (calls, id) = (calls.clone(), id.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(outcome(&id))
+            }
+        };
+        let caller = {
+            let (d, id) = (d.clone(), id.clone());
+            tokio::spawn(async move {
+                d.run(&target(&id), OperationStatus::Completed, resume)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        caller.abort();
+        assert_eq!(d.running(), 1, "the resume runs on without its caller");
+        assert!(
+            !d.drain(Duration::from_millis(50)).await,
+            "a running resume is not drained in 50 ms"
+        );
+        let started = Instant::now();
+        assert!(d.drain(Duration::from_secs(5)).await);
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "drained only after it finished"
+        );
+        assert_eq!(d.running(), 0);
+        assert_eq!(d.remembered(), 1);
+    }
 }

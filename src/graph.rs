@@ -850,4 +850,72 @@ mod tests {
             assert!(!is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
         }
     }
+
+    async fn client_for(server: &wiremock::MockServer) -> GraphClient {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let uri = server.uri();
+        let config = Config::from_lookup(|k| (k == "GRAPH_ENDPOINT").then(|| uri.clone())).unwrap();
+        GraphClient::new(&config)
+    }
+
+    #[tokio::test]
+    async fn a_retry_needs_half_a_second_left_after_its_wait() {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
+        let wait = |ms| next_wait(Some(Duration::from_millis(ms)), None, deadline);
+        assert_eq!(wait(300), Some(Duration::from_millis(300)));
+        // 600 ms of wait leaves 400 ms: too little for another attempt.
+        assert_eq!(wait(600), None);
+        assert_eq!(wait(2000), None);
+    }
+
+    #[tokio::test]
+    async fn get_retries_count_every_attempt() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+            .up_to_n_times(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"value": []})),
+            )
+            .mount(&server)
+            .await;
+        let graph = client_for(&server).await;
+        let url = format!("{}/v1.0/x", server.uri());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let fetched = graph.get_retrying(&url, "t", deadline).await.unwrap();
+        assert_eq!(fetched.attempts, 3);
+        assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn error_bodies_are_read_past_the_first_chunk_up_to_the_limit() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let under = "u".repeat(MAX_ERROR_BODY - 1000);
+        let over = "o".repeat(4 * MAX_ERROR_BODY);
+        for (at, body) in [("/under", &under), ("/over", &over)] {
+            Mock::given(method("GET"))
+                .and(path(at))
+                .respond_with(ResponseTemplate::new(500).set_body_string(body.clone()))
+                .mount(&server)
+                .await;
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let get = |at: &str| client.get(format!("{}{at}", server.uri())).send();
+        let read = read_limited(get("/under").await.unwrap(), Duration::from_secs(10)).await;
+        assert_eq!(
+            read.len(),
+            under.len(),
+            "a body in several chunks is read whole"
+        );
+        let read = read_limited(get("/over").await.unwrap(), Duration::from_secs(10)).await;
+        assert_eq!(read.len(), MAX_ERROR_BODY);
+    }
 }

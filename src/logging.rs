@@ -203,6 +203,15 @@ where
             line.push_str(fields.trim_start());
             line.push(']');
         }
+        if line.len() > MAX_LINE_BYTES {
+            let mut end = MAX_LINE_BYTES - 64;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            let bytes = line.len();
+            line.truncate(end);
+            let _ = write!(line, "… (log line cut: {bytes} bytes)");
+        }
         line.push('\n');
         writer.write_str(&line)
     }
@@ -283,8 +292,39 @@ where
             line.push('}');
         }
         line.push_str("}\n");
+        if line.len() > MAX_LINE_BYTES {
+            line = cut_line(&line);
+        }
         writer.write_str(&line)
     }
+}
+
+/// The most one log line may take. Caller input in answers and logs is cut where it is quoted
+/// (`echo`); this bounds whatever else a line may carry, so no request can make the host's log
+/// pipe, or Application Insights, take megabytes.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// A line over [`MAX_LINE_BYTES`], still one JSON object: its start, as a string, with its
+/// length, under the original timestamp and level.
+fn cut_line(line: &str) -> String {
+    // Escaped again as a string, a byte may take six (`\u0001`): an eighth stays under the cap.
+    let mut end = MAX_LINE_BYTES / 8;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    // `{"timestamp":"…","level":"…"` is the line's first two members, as written above.
+    let members = line.find(",\"level\":\"").and_then(|at| {
+        let rest = &line[at + 10..];
+        rest.find('"').map(|close| &line[..at + 10 + close + 1])
+    });
+    let mut cut = String::with_capacity(MAX_LINE_BYTES);
+    cut.push_str(members.unwrap_or("{\"level\":\"WARN\""));
+    cut.push_str(",\"message\":\"log line cut to its start\",\"lineBytes\":");
+    cut.push_str(&line.len().to_string());
+    cut.push_str(",\"lineStart\":");
+    push_json_str(&mut cut, &line[..end]);
+    cut.push_str("}\n");
+    cut
 }
 
 /// Span fields for [`JsonLines`] (`,"a":1,"b":"x"`).
@@ -669,6 +709,50 @@ mod tests {
             push_json_str(&mut line, &text);
             prop_assert_eq!(serde_json::from_str::<String>(&line).unwrap(), text);
         }
+    }
+
+    #[test]
+    fn a_huge_text_line_is_cut_to_the_cap() {
+        let out = Captured::default();
+        let huge = "é".repeat(100_000);
+        let subscriber = text_lines(filter(Some("info".into())).unwrap(), out.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(field = huge.as_str(), "big")
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.len() <= MAX_LINE_BYTES, "{}", text.len());
+        assert!(
+            text.trim_end().ends_with("bytes)"),
+            "{}",
+            &text[text.len() - 60..]
+        );
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_to_the_cap_and_stays_one_json_object() {
+        let huge = "é\"\\\u{1}x".repeat(100_000);
+        let lines = logged(|| tracing::warn!(field = huge.as_str(), "big {}", "line"));
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert_eq!(line["level"], "WARN");
+        assert!(line["timestamp"].is_string());
+        assert!(line["lineBytes"].as_u64().unwrap() > 400_000);
+        assert!(
+            line["lineStart"]
+                .as_str()
+                .unwrap()
+                .starts_with("{\"timestamp\"")
+        );
+        assert!(
+            line.to_string().len() <= MAX_LINE_BYTES + 64,
+            "{}",
+            line.to_string().len()
+        );
+        // Short lines are untouched.
+        let lines = logged(|| tracing::info!(field = "short", "small"));
+        assert_eq!(lines[0]["field"], "short");
+        assert!(lines[0].get("lineBytes").is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::callout::{MAX_BODY_BYTES, RequestError};
 use crate::config::ConfigError;
 use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
 use crate::dedupe::DedupeError;
+use crate::echo;
 use crate::graph::{GetError, GraphFailure};
 use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
 use crate::scope::{READ_PERMISSION, ScopeError};
@@ -26,8 +27,12 @@ const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 pub enum GatewayError {
     #[error(transparent)]
     Request(#[from] RequestError),
-    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
+    /// The limit that applied: the body's, or the JSON invocation's.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body had not arrived in full within the request deadline.
+    #[error("the body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("the body could not be read: {0}")]
     BodyUnreadable(String),
     /// `forwarded`: the request came through the Functions host, whose legacy forwarding
@@ -49,11 +54,21 @@ pub enum GatewayError {
     Conflict(DedupeError),
     #[error("the handler failed unexpectedly")]
     Internal,
+    /// The connection cap (the number) is reached: this connection gets readiness only.
+    #[error("{0} connections are open")]
+    AtCapacity(usize),
+    /// Stopping, with less time left than a resume may take.
+    #[error("the gateway is stopping")]
+    ShuttingDown,
     #[error(transparent)]
     Caller(#[from] CallerAuthError),
     #[error(transparent)]
     Scope(#[from] ScopeError),
 }
+
+/// What a client refused for capacity or shutdown should wait before trying again: either
+/// clears within moments (a connection closes, another instance takes over).
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Why an operator command stopped: the command line's counterpart of [`GatewayError`],
 /// printed as one stderr line or, with `--json`, as one problem document on stdout.
@@ -179,6 +194,11 @@ impl Problem {
         }
     }
 
+    fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     fn remedy(mut self, remedy: impl Into<String>) -> Self {
         self.remedy = Some(remedy.into());
         self
@@ -233,13 +253,25 @@ impl GatewayError {
             )
             .remedy("Pass callbackUriPath exactly as the Lifecycle Workflows callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls taskProcessingResults resume actions.")
             .with("field", field),
-            Self::TooLarge => Problem::new(
+            Self::TooLarge(limit) => Problem::new(
                 "payload-too-large",
                 "The request body is too large",
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("The body is larger than {MAX_BODY_BYTES} bytes."),
+                if *limit == MAX_BODY_BYTES {
+                    format!("The body is larger than {limit} bytes.")
+                } else {
+                    format!("The JSON invocation is larger than {limit} bytes, the limit for the Functions host's envelope around a request of at most {MAX_BODY_BYTES} bytes.")
+                },
             )
-            .remedy("Send only the callout (or its callbackUriPath) and the status; a resume request is a few kilobytes."),
+            .remedy("Send only the callout (or its callbackUriPath) and the status; a resume request is a few kilobytes.")
+            .with("limitBytes", limit),
+            Self::BodyTimeout(deadline) => Problem::new(
+                "request-timeout",
+                "The request body arrived too slowly",
+                StatusCode::REQUEST_TIMEOUT,
+                format!("The body had not arrived in full within the request deadline of {} s. Nothing was sent to Graph.", deadline.as_secs()),
+            )
+            .remedy("Send the whole body at once with its Content-Length; a resume request is a few kilobytes."),
             Self::BodyUnreadable(reason) => Problem::new(
                 "invalid-request",
                 "The request body could not be read",
@@ -273,7 +305,7 @@ impl GatewayError {
                 "The request body must be JSON",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 match got {
-                    Some(ct) => format!("Content-Type is {ct:?}, not application/json."),
+                    Some(ct) => format!("Content-Type is {}, not application/json.", echo::quoted(ct)),
                     None => "The request has no Content-Type.".to_owned(),
                 },
             )
@@ -283,7 +315,7 @@ impl GatewayError {
                     "method-not-allowed",
                     "Only POST resumes a task",
                     StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{method} is not supported here."),
+                    format!("{} is not supported here.", echo::cut(method)),
                 )
                 .remedy("Use POST with a JSON resume request.");
                 p.allow = Some("POST");
@@ -293,7 +325,7 @@ impl GatewayError {
                 "not-found",
                 "No such function",
                 StatusCode::NOT_FOUND,
-                format!("Nothing is served at {path}."),
+                format!("Nothing is served at {}.", echo::cut(path)),
             )
             .remedy("POST resume requests to /api/function-resume."),
             Self::Resume(e) => resume_problem(e),
@@ -317,6 +349,22 @@ impl GatewayError {
             )
             .remedy("Send the request again; report the invocation id if it repeats."),
             Self::Caller(e) => caller_problem(e),
+            Self::AtCapacity(cap) => Problem::new(
+                "at-capacity",
+                "The gateway has too many connections open",
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The gateway already serves {cap} connections; this one is answered only at / (readiness). Nothing was sent to Graph."),
+            )
+            .remedy("Send the same request again after Retry-After; if this repeats, the instance needs more instances to share the load (scale out).")
+            .retry_after(BUSY_RETRY_AFTER),
+            Self::ShuttingDown => Problem::new(
+                "shutting-down",
+                "The gateway is stopping",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway is stopping, and this request was not started: its body was still arriving, or less time is left than a resume may take (RESUME_DEADLINE_SECONDS). Nothing was sent to Graph.".into(),
+            )
+            .remedy("Send the same request again after Retry-After: another instance, or this one restarted, takes it.")
+            .retry_after(BUSY_RETRY_AFTER),
             Self::Scope(e) => scope_problem(e),
         }
     }

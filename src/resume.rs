@@ -286,6 +286,11 @@ impl Resumer {
         }
     }
 
+    /// The time budget of one request, from its start to its answer.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// The Graph client resumes go through (its connections serve the other reads too).
     pub fn graph(&self) -> &GraphClient {
         &self.graph

@@ -6,6 +6,7 @@
 //! Everything else (absolute URLs, `//host`, `..`, percent-encoding, queries, other Graph
 //! resources) is refused, so the gateway cannot be used to call arbitrary Graph endpoints.
 
+use crate::echo;
 use crate::ids::Guid;
 
 const MAX_PATH_LEN: usize = 1024;
@@ -195,7 +196,8 @@ impl<'a> Cursor<'a> {
             .ok_or_else(|| self.unexpected(&format!("a {what}")))?;
         let guid = Guid::parse(segment).ok_or_else(|| {
             PathError(format!(
-                "has {segment:?} after {} where a {what} (a GUID) belongs",
+                "has {} after {} where a {what} (a GUID) belongs",
+                echo::quoted(segment),
                 self.where_()
             ))
         })?;
@@ -225,7 +227,8 @@ impl<'a> Cursor<'a> {
     fn unexpected(&self, expected: &str) -> PathError {
         match self.peek() {
             Some(found) => PathError(format!(
-                "has {found:?} after {} where {expected} belongs; only Lifecycle Workflows taskProcessingResults resume paths are accepted",
+                "has {} after {} where {expected} belongs; only Lifecycle Workflows taskProcessingResults resume paths are accepted",
+                echo::quoted(found),
                 self.where_()
             )),
             None => PathError(format!(

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -23,6 +24,8 @@ use crate::resume::{Outcome, Resumed, Resumer};
 use crate::scope::Authorizer;
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
+/// The host's invocation ids are GUIDs (36 characters); anything longer is not the host's.
+const MAX_INVOCATION_ID_CHARS: usize = 64;
 /// A JSON invocation wraps the request; base64 makes it a third larger than the body limit.
 const MAX_INVOCATION_BYTES: usize = 4 * MAX_BODY_BYTES;
 
@@ -33,9 +36,17 @@ pub struct AppState {
     pub dedupe: Arc<Deduplicator>,
     /// Set with `CALLER_AUTH=entra`: every resume must carry an allowed caller's token.
     pub callers: Option<Authenticator>,
+    /// Set when the gateway starts stopping (to when the drain ends): a body still arriving
+    /// then is not waited for.
+    pub stopping: watch::Receiver<Option<Instant>>,
     /// Set with `CALLER_SCOPE=extension`: the caller must be authorized by the task's extension.
     pub scope: Option<Authorizer>,
 }
+
+/// After a shutdown request, how long a body already on its way gets to arrive: bytes sent
+/// before the signal are in within moments on the loopback; a body that has stalled is not
+/// waited for, so that it cannot hold the shutdown.
+const BODY_GRACE_WHEN_STOPPING: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The gateway's routes: readiness at `/`; for each function, forwarded and proxied requests
 /// at its route (`/api/function-resume`) and the host's JSON invocations at `/<FunctionName>`.
@@ -79,15 +90,18 @@ async fn method_not_allowed(method: Method) -> Response {
 async fn resume(State(state): State<Arc<AppState>>, request: Request) -> Response {
     // Taken apart rather than extracted: the `HeaderMap` extractor clones the headers.
     let (parts, body) = request.into_parts();
-    answer(state, parts.headers, body).await
+    answer(state, parts.headers, || body).await
 }
 
-async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// Authenticates the caller from `headers`, then takes the body (`body` is called only then)
+/// and resumes.
+async fn answer(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: impl FnOnce() -> Body + Send,
+) -> Response {
     let started = Instant::now();
-    let invocation_id = headers
-        .get(INVOCATION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let invocation_id = invocation_id(&headers).map(str::to_owned);
     // Set at creation: recording it later makes the JSON formatter re-parse the span's fields.
     let span = tracing::info_span!("request", invocation_id = invocation_id.as_deref());
     // Authentication comes before the body is read: an unknown caller costs no parsing.
@@ -107,7 +121,7 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     let caller_object_id = caller.and_then(|c| c.object_id.as_deref());
     let result = match &auth {
         Ok(_) => {
-            handle(&state, &headers, body, started, caller)
+            handle(&state, &headers, body(), started, caller)
                 .instrument(span.clone())
                 .await
         }
@@ -204,6 +218,18 @@ async fn answer(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Respons
     })
 }
 
+/// The host's invocation id, when the header holds a short printable token: it is repeated in
+/// the answer and on every log line, so anything else is ignored rather than echoed.
+fn invocation_id(headers: &HeaderMap) -> Option<&str> {
+    let id = headers.get(INVOCATION_ID)?.to_str().ok()?;
+    let token = !id.is_empty()
+        && id.len() <= MAX_INVOCATION_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    token.then_some(id)
+}
+
 /// A 200 JSON answer, serialized into one allocation (axum's `Json` starts small and regrows).
 fn json_answer(body: &impl serde::Serialize) -> Response {
     let mut bytes = Vec::with_capacity(768);
@@ -236,7 +262,9 @@ async fn handle(
         return Err((empty(), None));
     }
     check_content_type(headers).map_err(|e| (e, None))?;
-    let bytes = read_body(declared, body).await.map_err(|e| (e, None))?;
+    let bytes = read_body(state, declared, body, MAX_BODY_BYTES, started)
+        .await
+        .map_err(|e| (e, None))?;
     if bytes.is_empty() {
         return Err((empty(), None));
     }
@@ -272,27 +300,29 @@ async fn handle(
 /// A JSON invocation from the host: unwrap the request, run it like a forwarded one, and wrap
 /// the answer as the `res` output. Always HTTP 200: the real status is `res.statusCode`.
 async fn invoke(State(state): State<Arc<AppState>>, outer: HeaderMap, body: Body) -> Response {
-    let answer = match axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await {
+    let read = read_body(&state, None, body, MAX_INVOCATION_BYTES, Instant::now());
+    let answer = match read.await {
         Ok(payload) => invocation_answer(state, &outer, &payload).await,
-        Err(_) => GatewayError::TooLarge.into_response(),
+        Err(e) => e.into_response(),
     };
     axum::Json(host::invocation_result(answer).await).into_response()
 }
 
 async fn invocation_answer(state: Arc<AppState>, outer: &HeaderMap, payload: &[u8]) -> Response {
-    match host::read_invocation(payload) {
-        Err(e) => GatewayError::from(e).into_response(),
-        Ok(request) if request.method != Method::POST => {
-            GatewayError::MethodNotAllowed(request.method.to_string()).into_response()
-        }
-        Ok(mut request) => {
-            // The host names the invocation on its own request, not inside the caller's headers.
-            if let Some(id) = outer.get(INVOCATION_ID) {
-                request.headers.insert(INVOCATION_ID, id.clone());
-            }
-            answer(state, request.headers, Body::from(request.body)).await
-        }
+    let invocation = match host::Invocation::parse(payload) {
+        Ok(invocation) => invocation,
+        Err(e) => return GatewayError::from(e).into_response(),
+    };
+    if invocation.method != Method::POST {
+        return GatewayError::MethodNotAllowed(invocation.method.to_string()).into_response();
     }
+    let mut headers = invocation.headers();
+    // The host names the invocation on its own request, not inside the caller's headers.
+    if let Some(id) = outer.get(INVOCATION_ID) {
+        headers.insert(INVOCATION_ID, id.clone());
+    }
+    // Decoded only once the caller is authenticated: an unknown caller's body costs nothing.
+    answer(state, headers, || Body::from(invocation.body())).await
 }
 
 /// Both kinds of request on one path (empty `routePrefix`): a JSON invocation has `Data`,
@@ -302,16 +332,16 @@ async fn resume_or_invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_INVOCATION_BYTES).await else {
-        return GatewayError::TooLarge.into_response();
+    let read = read_body(&state, None, body, MAX_INVOCATION_BYTES, Instant::now());
+    let bytes = match read.await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
     };
-    let is_invocation = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .is_ok_and(|v| v.get("Data").is_some_and(serde_json::Value::is_object));
-    if is_invocation {
+    if host::is_invocation(&bytes) {
         let answer = invocation_answer(state, &headers, &bytes).await;
         axum::Json(host::invocation_result(answer).await).into_response()
     } else {
-        answer(state, headers, Body::from(bytes)).await
+        answer(state, headers, || Body::from(bytes)).await
     }
 }
 
@@ -344,22 +374,44 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-/// Reads at most [`MAX_BODY_BYTES`], refusing early when `Content-Length` already says more.
-async fn read_body(declared: Option<u64>, body: Body) -> Result<axum::body::Bytes, GatewayError> {
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(GatewayError::TooLarge);
+/// Reads at most `limit` bytes within the request's deadline from `started` (a body that
+/// trickles in must not hold a connection and its buffer longer than a resume may take), and
+/// only briefly once the gateway is stopping; refuses early when `Content-Length` already says
+/// more.
+async fn read_body(
+    state: &AppState,
+    declared: Option<u64>,
+    body: Body,
+    limit: usize,
+    started: Instant,
+) -> Result<axum::body::Bytes, GatewayError> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::TooLarge(limit));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                GatewayError::TooLarge
-            } else {
-                GatewayError::BodyUnreadable(e.to_string())
-            }
-        })
+    let deadline = state.resumer.deadline();
+    let read = tokio::time::timeout_at(started + deadline, axum::body::to_bytes(body, limit));
+    let mut stopping = state.stopping.clone();
+    let stalled = async move {
+        let _ = stopping.wait_for(Option::is_some).await;
+        tokio::time::sleep(BODY_GRACE_WHEN_STOPPING).await;
+    };
+    let read = tokio::select! {
+        biased;
+        read = read => read,
+        () = stalled => return Err(GatewayError::ShuttingDown),
+    };
+    let Ok(read) = read else {
+        return Err(GatewayError::BodyTimeout(deadline));
+    };
+    read.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            GatewayError::TooLarge(limit)
+        } else {
+            GatewayError::BodyUnreadable(e.to_string())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -391,6 +443,74 @@ mod tests {
         );
         let r = app.oneshot(get_("/fine")).await.unwrap();
         assert_eq!(r.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_caller_costs_no_body() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let settings = [
+            ("RESUME_DRY_RUN", "true"),
+            ("CALLER_AUTH", "entra"),
+            ("CALLER_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("CALLER_AUDIENCES", "api://resume-gateway"),
+            (
+                "CALLER_ALLOWED_APP_IDS",
+                "11111111-2222-3333-4444-555555555555",
+            ),
+            ("CALLER_AUTHORITY", "http://127.0.0.1:9"),
+        ];
+        let config = crate::config::Config::from_lookup(|k| {
+            settings
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let crate::caller_auth::CallerAuth::Entra(callers) = config.caller_auth.clone() else {
+            panic!("entra expected")
+        };
+        let tokens = Arc::new(crate::credential::TokenSource::from_config(&config).unwrap());
+        let state = Arc::new(AppState {
+            resumer: Arc::new(Resumer::new(&config, tokens)),
+            dedupe: Arc::new(Deduplicator::default()),
+            callers: Some(Authenticator::start(callers)),
+            stopping: watch::channel(None).1,
+            scope: None,
+        });
+        let taken = std::sync::atomic::AtomicBool::new(false);
+        let response = answer(state, HeaderMap::new(), || {
+            taken.store(true, std::sync::atomic::Ordering::SeqCst);
+            Body::from(r#"{"operationStatus":"completed"}"#)
+        })
+        .await;
+        assert_eq!(response.status(), 401);
+        assert!(
+            !taken.load(std::sync::atomic::Ordering::SeqCst),
+            "the body was taken before the caller was authenticated"
+        );
+    }
+
+    #[test]
+    fn only_a_short_printable_invocation_id_is_used() {
+        let mut h = HeaderMap::new();
+        assert_eq!(invocation_id(&h), None);
+        let guid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        h.insert(INVOCATION_ID, HeaderValue::from_static(guid));
+        assert_eq!(invocation_id(&h), Some(guid));
+        let longest = "a".repeat(MAX_INVOCATION_ID_CHARS);
+        h.insert(INVOCATION_ID, HeaderValue::from_str(&longest).unwrap());
+        assert_eq!(invocation_id(&h), Some(longest.as_str()));
+        for bad in [
+            "a".repeat(MAX_INVOCATION_ID_CHARS + 1),
+            "a".repeat(64 * 1024),
+            "id with spaces".into(),
+            "id\"quote".into(),
+            "{\"json\":1}".into(),
+            String::new(),
+        ] {
+            h.insert(INVOCATION_ID, HeaderValue::from_str(&bad).unwrap());
+            assert_eq!(invocation_id(&h), None, "{bad}");
+        }
     }
 
     #[test]

@@ -482,3 +482,54 @@ pub async fn answer(response: reqwest::Response) -> (u16, String, Value) {
     let body = response.json::<Value>().await.unwrap_or(Value::Null);
     (status, content_type, body)
 }
+
+/// A whole HTTP/1.1 POST of `body` to `path`, as bytes on the wire (for tests that need to
+/// send part of a request, or many at once without a client's pooling).
+pub fn raw_post(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads what the gateway sends on a raw connection until it closes it: `Ok` with the status
+/// of the first answer (`None` if it closed without one), `Err` on a reset.
+pub async fn raw_answer(
+    stream: &mut tokio::net::TcpStream,
+) -> std::io::Result<(Option<u16>, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    stream.read_to_end(&mut all).await?;
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    Ok((status, text))
+}
+
+/// A `/proc/<pid>/status` figure in bytes (`VmHWM`: peak resident, `VmRSS`: resident now).
+pub fn proc_status_bytes(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"));
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// `count` objects `{"":0}` as a JSON array: the shape that costs a JSON tree the most per byte.
+pub fn tiny_objects(count: usize) -> String {
+    let mut s = String::with_capacity(count * 7 + 2);
+    s.push('[');
+    for i in 0..count {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(r#"{"":0}"#);
+    }
+    s.push(']');
+    s
+}
