@@ -3,31 +3,33 @@
 //! gets a Graph token with the Function App's managed identity, and calls Graph's
 //! `taskProcessingResult: resume` with retries inside a deadline.
 //!
-//! The data path, top to bottom: [`routes`] (request in) → [`callout`] and [`resume_path`]
-//! (validated resume) → [`credential`] (token) → [`graph`] (Graph) → [`problem`] (answer),
-//! with [`resume`] driving retries.
-//! With `CALLER_AUTH=entra`, [`caller_auth`] first verifies the caller's Entra ID token against
-//! the tenant keys that [`jwks`] caches, and [`scope`] checks that the task's custom task
-//! extension authorizes that caller (`CALLER_SCOPE=extension`).
+//! # Code map, in call order
+//!
+//! | step | module | job |
+//! |---|---|---|
+//! | request in | [`http`] | listener, connections, routes, the Functions host's two ways of handing requests over |
+//! | who is calling | `caller` | caller tokens (`CALLER_AUTH=entra`), their signing keys, and the per-extension check (`CALLER_SCOPE`) |
+//! | validated request | [`request`] | the body, the callbackUriPath grammar, GUIDs: a [`request::ResumeRequest`] or a precise refusal |
+//! | dedupe, resume | `resume` | one Graph call per target however many ask (dedupe), the resume with its reconcile read |
+//! | token | `identity` | the managed identity (or an operator's sign-in) through `azure_identity`, cached single-flight |
+//! | Graph | [`graph`] | one attempt of each Graph call, its answer classified |
+//! | retries | `retry` | the one retry engine every Graph and identity call goes through: backoff, `Retry-After`, deadline |
+//! | answer | `http::problem` | every error mapped once to an RFC 9457 problem with a stable type and a remedy |
+//!
+//! Beside the path: [`config`] reads and checks every setting once at start; [`logging`] writes
+//! the log lines; [`ops`] runs the operator commands (`handler pending|resume|check|grant`) on
+//! the same pieces. Dependencies only point down this table (a test, `tests/architecture.rs`,
+//! fails on an import cycle between these modules).
 
-pub mod caller_auth;
-pub mod callout;
-pub mod cli;
 pub mod config;
-pub mod credential;
-pub mod dedupe;
-mod device_code;
-pub mod echo;
 pub mod graph;
-pub mod host;
-pub mod ids;
-pub mod jwks;
+pub mod http;
 pub mod logging;
 pub mod ops;
-pub mod problem;
-pub mod pruned;
-pub mod resume;
-pub mod resume_path;
-pub mod routes;
-pub mod scope;
-pub mod server;
+pub mod request;
+
+mod caller;
+mod identity;
+mod outbound;
+mod resume;
+mod retry;

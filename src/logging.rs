@@ -145,8 +145,8 @@ pub fn init(filter: EnvFilter, format: LogFormat, filter_text: &str) -> LogGuard
 /// Whether the installed filter lets any of the gateway's errors through (levels are
 /// thresholds: a target that shows nothing at error shows nothing at all).
 fn gateway_enabled() -> bool {
-    tracing::enabled!(target: "resume_gateway::routes", Level::ERROR)
-        || tracing::enabled!(target: "resume_gateway::server", Level::ERROR)
+    tracing::enabled!(target: "resume_gateway::http::routes", Level::ERROR)
+        || tracing::enabled!(target: "resume_gateway::http", Level::ERROR)
         || tracing::enabled!(target: "resume_gateway::resume", Level::ERROR)
 }
 
@@ -769,7 +769,7 @@ mod tests {
             "WARN",
             "off",
             "hyper=debug",
-            "resume_gateway::routes=debug",
+            "resume_gateway::http::routes=debug",
             "[request]=debug",
             "info,reqwest=info",
         ] {

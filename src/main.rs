@@ -4,13 +4,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use resume_gateway::cli::{self, Cli, Command};
 use resume_gateway::config::Config;
+use resume_gateway::ops::cli::{self, Cli, Command};
 // A setting that cannot work exits with EXIT_USAGE: the host restarts the handler (non-zero),
 // and the one line on stderr says which setting to fix.
+use resume_gateway::http;
 use resume_gateway::logging::{self, LogFormat};
 use resume_gateway::ops::{EXIT_FAILED, EXIT_USAGE as EXIT_BAD_SETTING};
-use resume_gateway::server;
 
 fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (reqwest is built without a default one).
@@ -66,20 +66,20 @@ fn serve() -> ExitCode {
         }
     };
     let served = runtime.block_on(async {
-        let listener = server::bind(config.port).await?;
-        server::serve(config, listener, shutdown_requested()).await
+        let listener = http::bind(config.port).await?;
+        http::serve(config, listener, shutdown_requested()).await
     });
     match served {
         // Exit 0 only after a requested shutdown: it tells the host not to restart us.
         Ok(()) => {
-            tracing::info!(target: "resume_gateway::server", "stopped");
+            tracing::info!(target: "resume_gateway::http", "stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!(target: "resume_gateway::server", error = %e, "resume gateway stopped");
+            tracing::error!(target: "resume_gateway::http", error = %e, "resume gateway stopped");
             match e {
                 // The app's own files or platform settings: fixing them is the remedy.
-                server::StartError::Layout(_) | server::StartError::Credential(_) => {
+                http::StartError::Layout(_) | http::StartError::Credential(_) => {
                     ExitCode::from(EXIT_BAD_SETTING)
                 }
                 _ => ExitCode::from(EXIT_FAILED),
@@ -121,5 +121,5 @@ async fn shutdown_requested() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!(target: "resume_gateway::server", "shutdown requested: finishing requests in flight");
+    tracing::info!(target: "resume_gateway::http", "shutdown requested: finishing requests in flight");
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::docs;
-use resume_gateway::callout::ResumeRequest;
 use resume_gateway::config::{Config, HOST_SET, SETTINGS};
+use resume_gateway::request::ResumeRequest;
 use serde_json::Value;
 
 fn root() -> &'static Path {

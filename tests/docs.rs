@@ -375,22 +375,48 @@ fn commands_run_as_written_from_the_repository_root() {
     assert!(checked >= 20, "only {checked} commands found");
 }
 
-#[test]
-fn the_module_map_names_every_module() {
-    let lib = std::fs::read_to_string(docs::root().join("src/lib.rs")).unwrap();
-    let map = docs::read(Path::new("docs/architecture.md"));
-    let rows: Vec<&str> = map.lines().filter(|l| l.starts_with("| `")).collect();
-    let mut modules = 0;
-    for line in lib.lines() {
-        let line = line.trim_start_matches("pub ");
-        let Some(name) = line.strip_prefix("mod ").and_then(|l| l.strip_suffix(';')) else {
-            continue;
-        };
-        assert!(
-            rows.iter().any(|r| r.starts_with(&format!("| `{name}`"))),
-            "docs/architecture.md's module map lacks `{name}`"
-        );
-        modules += 1;
+/// Every `.rs` file under `dir`, as paths relative to the repository root.
+fn sources(dir: &Path, found: &mut Vec<String>) {
+    for entry in std::fs::read_dir(docs::root().join(dir)).unwrap() {
+        let path = entry.unwrap().path();
+        let relative = path.strip_prefix(docs::root()).unwrap().to_path_buf();
+        if path.is_dir() {
+            sources(&relative, found);
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            found.push(relative.to_string_lossy().into_owned());
+        }
     }
-    assert!(modules >= 10, "only {modules} modules found in src/lib.rs");
+}
+
+#[test]
+fn the_module_map_names_every_source_file() {
+    let map = docs::read(Path::new("docs/architecture.md"));
+    let mut files = Vec::new();
+    sources(Path::new("src"), &mut files);
+    for file in files.iter().filter(|f| f.as_str() != "src/lib.rs") {
+        assert!(
+            map.contains(&format!("`{file}`")),
+            "docs/architecture.md's module map lacks `{file}`"
+        );
+    }
+    assert!(files.len() >= 10, "only {} source files found", files.len());
+}
+
+#[test]
+fn every_rust_file_the_docs_name_exists() {
+    let mut checked = 0;
+    for file in docs::files() {
+        let text = docs::read(&file);
+        for word in text.split(|c: char| c.is_whitespace() || "`()[],;:'\"".contains(c)) {
+            let word = word.trim_end_matches('.');
+            if (word.starts_with("src/") || word.starts_with("tests/")) && word.ends_with(".rs") {
+                assert!(
+                    docs::root().join(word).exists(),
+                    "{file:?} names {word}, which does not exist"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} Rust files named");
 }

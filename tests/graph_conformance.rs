@@ -16,9 +16,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use resume_gateway::callout::OperationStatus;
 use resume_gateway::graph::ResumeBody;
-use resume_gateway::resume_path::ResumeTarget;
+use resume_gateway::request::OperationStatus;
+use resume_gateway::request::path::ResumeTarget;
 use serde_json::Value;
 
 const METADATA: &str = include_str!("fixtures/graph-v1.0-governance.csdl.xml");

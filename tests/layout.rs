@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use resume_gateway::callout::ResumeRequest;
 use resume_gateway::config::{HOST_SET, SETTINGS};
+use resume_gateway::request::ResumeRequest;
 use serde_json::Value;
 
 fn json(path: &str) -> Value {

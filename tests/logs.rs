@@ -169,7 +169,7 @@ async fn a_filter_that_hides_the_gateway_is_warned_about_at_start() {
     let env = [
         (
             "RUST_LOG".to_string(),
-            "warn,resume_gateway::routes=debug".to_string(),
+            "warn,resume_gateway::http::routes=debug".to_string(),
         ),
         ("RESUME_DRY_RUN".into(), "true".into()),
     ];

@@ -4,8 +4,8 @@
 //! (`cargo fuzz` needs a nightly toolchain; these run on stable, bounded, in every CI run.)
 
 use proptest::prelude::*;
-use resume_gateway::callout::ResumeRequest;
-use resume_gateway::resume_path::ResumeTarget;
+use resume_gateway::request::ResumeRequest;
+use resume_gateway::request::path::ResumeTarget;
 
 const ROOT: &str = "/identityGovernance/lifecycleWorkflows/";
 

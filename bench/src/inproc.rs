@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use resume_gateway::callout::ResumeRequest;
 use resume_gateway::graph::ResumeBody;
+use resume_gateway::request::ResumeRequest;
 
 /// The source the gateway sends when the caller gives none (its `RESUME_SOURCE` default).
 const DEFAULT_SOURCE: &str = "resume-gateway";

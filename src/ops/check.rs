@@ -14,20 +14,22 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::extension;
 use super::{
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_log_filter,
 };
-use crate::caller_auth::CallerAuth;
-use crate::cli::CheckArgs;
 use crate::config::Config;
-use crate::credential::{CredentialSource, OperatorAccess, TokenIdentity, TokenSource};
+use crate::config::caller::CallerAuth;
+use crate::config::caller::CallerScope;
+use crate::graph::extension;
 use crate::graph::{AttemptError, GetError, GraphClient};
-use crate::ids::Guid;
+use crate::identity::{
+    CredentialSource, OperatorAccess, READ_PERMISSION, TokenIdentity, TokenSource,
+    WRITE_PERMISSION, ways_to_allow_resume,
+};
 use crate::logging;
-use crate::scope::{CallerScope, READ_PERMISSION};
+use crate::ops::cli::CheckArgs;
+use crate::request::ids::Guid;
 
-const PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How one check came out.
@@ -265,17 +267,10 @@ fn permission_check(
         return Check::new(
             "permission",
             Status::Pass,
-            format!("the token carries {PERMISSION}: it may resume any task"),
+            format!("the token carries {WRITE_PERMISSION}: it may resume any task"),
         );
     }
-    let carries = if id.roles.is_empty() {
-        "the token carries no application permissions".to_owned()
-    } else {
-        format!(
-            "the token carries {} but not {PERMISSION}",
-            id.roles.join(", ")
-        )
-    };
+    let carries = id.roles_lacking_write();
     if listed {
         return Check::new(
             "permission",
@@ -293,17 +288,16 @@ fn permission_check(
         " If you rely on authorizedApps instead, run `handler check --extension <customTaskExtensionId>`."
     };
     Check::new("permission", Status::Fail, carries).remedy(format!(
-        "Grant {app} the Microsoft Graph application permission {PERMISSION} (admin consent), \
-         or add {app} to the custom task extension's callbackConfiguration.authorizedApps \
-         (Entra admin center → Lifecycle workflows → Custom extensions → the extension → Authorized apps).{hint} \
-         A new grant reaches a managed identity's cached token within 24 h; restart the app to hurry it."
+        "Allow {app} to resume, either way: {}.{hint} \
+         A new grant reaches a managed identity's cached token within 24 h; restart the app to hurry it.",
+        ways_to_allow_resume(app)
     ))
 }
 
 async fn read_listing(
     graph: &GraphClient,
     config: &Config,
-    token: Option<&crate::credential::GraphToken>,
+    token: Option<&crate::identity::GraphToken>,
     extension: &Guid,
     id: &TokenIdentity,
 ) -> Listing {
@@ -394,9 +388,9 @@ fn extension_check(listing: Listing, ext: &str, id: &TokenIdentity, signed_in_us
                 if signed_in_user {
                     format!("; {USER_TOKEN}")
                 } else if status == Status::Warn {
-                    format!("; until then {PERMISSION} lets it resume")
+                    format!("; until then {WRITE_PERMISSION} lets it resume")
                 } else {
-                    format!(", or grant it {PERMISSION}")
+                    format!(", or grant it {WRITE_PERMISSION}")
                 }
             ))
         }
@@ -550,7 +544,7 @@ mod tests {
 
     #[test]
     fn the_role_or_a_listing_is_enough() {
-        let with_role = identity(&[PERMISSION]);
+        let with_role = identity(&[WRITE_PERMISSION]);
         assert_eq!(
             permission_check(&with_role, false, false, false).status,
             Status::Pass

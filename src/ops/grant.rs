@@ -24,14 +24,14 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::extension::{self, CALLBACK_TYPE};
 use super::run_signed_in;
-use crate::cli::GrantArgs;
 use crate::config::Config;
-use crate::credential::{OperatorAccess, TokenSource};
+use crate::graph::extension::{self, CALLBACK_TYPE};
 use crate::graph::{GetError, GraphClient};
-use crate::ids::Guid;
-use crate::problem::CommandError;
+use crate::http::problem::CommandError;
+use crate::identity::{OperatorAccess, TokenSource, WRITE_PERMISSION};
+use crate::ops::cli::GrantArgs;
+use crate::request::ids::Guid;
 
 /// What `grant` did.
 #[derive(Debug, Serialize)]
@@ -131,7 +131,7 @@ async fn grant(
 fn graph_error(what: &'static str, source: GetError) -> CommandError {
     let remedy = match &source {
         GetError::Refused(f) => match f.status {
-            Some(401 | 403) => Some(PREREQUISITES.to_owned()),
+            Some(401 | 403) => Some(prerequisites()),
             Some(404) => Some(
                 "Check the id: Entra admin center → Lifecycle workflows → Custom extensions."
                     .into(),
@@ -151,7 +151,11 @@ fn graph_error(what: &'static str, source: GetError) -> CommandError {
 }
 
 /// Everything Graph wants of the person running `grant`.
-const PREREQUISITES: &str = "Run it as a person with the Lifecycle Workflows Administrator role (RESUME_CREDENTIAL=device-code or --client-id: the Azure CLI's token has no LifecycleWorkflows scopes), signed in with LifecycleWorkflows.ReadWrite.All consented for the client, who also holds Logic App Contributor, Contributor or Owner on the extension's Logic App.";
+fn prerequisites() -> String {
+    format!(
+        "Run it as a person with the Lifecycle Workflows Administrator role (RESUME_CREDENTIAL=device-code or --client-id: the Azure CLI's token has no LifecycleWorkflows scopes), signed in with {WRITE_PERMISSION} consented for the client, who also holds Logic App Contributor, Contributor or Owner on the extension's Logic App."
+    )
+}
 
 fn print_granted(g: &Granted) {
     match g.outcome {

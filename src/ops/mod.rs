@@ -3,11 +3,11 @@
 //! `--json`, on stdout; diagnostics go to stderr. Only ids are printed, never a subject's
 //! name, UPN or mail, and never a token.
 
-pub mod check;
-pub(crate) mod extension;
-pub mod grant;
-pub mod pending;
-pub mod resume;
+pub(crate) mod check;
+pub mod cli;
+pub(crate) mod grant;
+pub(crate) mod pending;
+pub(crate) mod resume;
 
 use std::process::ExitCode;
 
@@ -15,11 +15,11 @@ use serde::Serialize;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::SignInArgs;
 use crate::config::{Config, ConfigError, CredentialKind};
-use crate::credential::{OperatorAccess, TokenSource};
+use crate::http::problem::{CommandError, Problem};
+use crate::identity::{OperatorAccess, TokenSource};
 use crate::logging;
-use crate::problem::{CommandError, Problem};
+use crate::ops::cli::SignInArgs;
 
 /// The command did what was asked.
 pub const EXIT_OK: u8 = 0;

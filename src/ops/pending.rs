@@ -13,13 +13,13 @@ use azure_core::time::{OffsetDateTime, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 
 use super::{human_age, run_signed_in};
-use crate::cli::PendingArgs;
 use crate::config::Config;
-use crate::credential::{OperatorAccess, TokenSource};
 use crate::graph::{GetError, GraphClient};
-use crate::ids::Guid;
-use crate::problem::CommandError;
-use crate::resume_path::ResumeTarget;
+use crate::http::problem::CommandError;
+use crate::identity::{OperatorAccess, READ_PERMISSION, TokenSource, WRITE_PERMISSION};
+use crate::ops::cli::PendingArgs;
+use crate::request::ids::Guid;
+use crate::request::path::ResumeTarget;
 
 const LIFECYCLE: &str = "/identityGovernance/lifecycleWorkflows";
 /// Run states after which nothing in the run can be waiting.
@@ -208,7 +208,7 @@ fn graph_error(what: &'static str, source: GetError, deadline: Duration) -> Comm
     let remedy = match &source {
         GetError::Refused(f) => match f.status {
             Some(401 | 403) => Some(
-                "Reading workflow runs needs LifecycleWorkflows.Read.All (or ReadWrite.All) for an application, or the Lifecycle Workflows Reader (or Administrator) role for a signed-in user (RESUME_CREDENTIAL=device-code).".into(),
+                format!("Reading workflow runs needs {READ_PERMISSION} (or {WRITE_PERMISSION}) for an application, or the Lifecycle Workflows Reader (or Administrator) role for a signed-in user (RESUME_CREDENTIAL=device-code)."),
             ),
             Some(404) => Some(
                 "Check the workflow id (Entra admin center → Lifecycle workflows → Workflows); a deleted workflow's runs are not listed here.".into(),

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use super::{
     EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, report_problem, settings,
 };
-use crate::callout::{OperationStatus, RequestError, ResumeRequest};
-use crate::cli::ResumeArgs;
-use crate::credential::{CredentialSource, OperatorAccess, TokenSource};
-use crate::problem::{CommandError, GatewayError, Problem};
+use crate::http::problem::{CommandError, GatewayError, Problem};
+use crate::identity::{CredentialSource, OperatorAccess, TokenSource};
+use crate::ops::cli::ResumeArgs;
+use crate::request::{OperationStatus, RequestError, ResumeRequest};
 use crate::resume::{Outcome, Resumed, Resumer};
 
 /// Why the flags do not make a resume request.

@@ -6,8 +6,8 @@
 //! Everything else (absolute URLs, `//host`, `..`, percent-encoding, queries, other Graph
 //! resources) is refused, so the gateway cannot be used to call arbitrary Graph endpoints.
 
-use crate::echo;
-use crate::ids::Guid;
+use crate::request::echo;
+use crate::request::ids::Guid;
 
 const MAX_PATH_LEN: usize = 1024;
 const SHORT_ACTION: &str = "resume";

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::echo;
+use crate::request::echo;
 
 /// What the gateway serves when no `function.json` is found (e.g. `cargo run` elsewhere).
 pub const DEFAULT_FUNCTION: &str = "function-resume";

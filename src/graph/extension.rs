@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::graph::{Fetched, GetError, GraphClient};
-use crate::ids::Guid;
+use crate::request::ids::Guid;
 
 const EXPAND_AUTHORIZED_APPS: &str = "$expand=callbackConfiguration/microsoft.graph.identityGovernance.customTaskExtensionCallbackConfiguration/authorizedApps";
 /// The derived type of `callbackConfiguration` that has `authorizedApps`; an update must name

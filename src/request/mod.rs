@@ -4,13 +4,17 @@
 //! The Lifecycle Workflows callout carries the subject's personal data; only the ids and
 //! `callbackUriPath` are read from it, and nothing of it is logged or kept.
 
+pub(crate) mod echo;
+pub(crate) mod ids;
+pub mod path;
+pub(crate) mod pruned;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::echo;
-use crate::ids::Guid;
-use crate::pruned::{self, Shape};
-use crate::resume_path::ResumeTarget;
+use crate::request::ids::Guid;
+use crate::request::path::ResumeTarget;
+use crate::request::pruned::Shape;
 
 /// The largest request body the gateway reads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -571,8 +575,8 @@ mod fast {
         MAX_REASONS, OperationStatus, ResumeRequest, consistent, from_callout_ids, reason_ok,
         source_ok, type_ok,
     };
-    use crate::ids::Guid;
-    use crate::resume_path::ResumeTarget;
+    use crate::request::ids::Guid;
+    use crate::request::path::ResumeTarget;
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -999,7 +1003,7 @@ mod tests {
 
     #[test]
     fn the_fast_path_takes_the_common_requests() {
-        let sample = include_bytes!("../samples/resume-callout.json");
+        let sample = include_bytes!("../../samples/resume-callout.json");
         for body in [
             sample.to_vec(),
             json!({"operationStatus": "Completed", "callout": callout(), "source": "la", "type": "lifecycleEvent"}).to_string().into_bytes(),

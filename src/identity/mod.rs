@@ -2,6 +2,8 @@
 //! a single-flight cache, so that a burst of requests on a cold cache makes one identity call
 //! and a failing identity endpoint is asked once per burst, not once per request.
 
+pub(crate) mod device_code;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -108,8 +110,38 @@ impl TokenIdentity {
     pub fn has_lifecycle_write(&self) -> bool {
         self.roles
             .iter()
-            .any(|r| r.eq_ignore_ascii_case("LifecycleWorkflows.ReadWrite.All"))
+            .any(|r| r.eq_ignore_ascii_case(WRITE_PERMISSION))
     }
+
+    /// What the token's roles say about the resume permission, for remedies: "the token
+    /// carries no application permissions" or "the token carries X, Y but not …".
+    pub(crate) fn roles_lacking_write(&self) -> String {
+        if self.roles.is_empty() {
+            "the token carries no application permissions".to_owned()
+        } else {
+            format!(
+                "the token carries {} but not {WRITE_PERMISSION}",
+                self.roles.join(", ")
+            )
+        }
+    }
+}
+
+/// Microsoft Graph's application permission that lets an identity resume any task.
+pub(crate) const WRITE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
+/// Microsoft Graph's application permission to read workflows, tasks and extensions.
+pub(crate) const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
+
+/// The two ways to let the app `app` resume a task, least privilege first; the one place
+/// that says how, for the gateway's 403 answer and `handler check` alike.
+pub(crate) fn ways_to_allow_resume(app: &str) -> String {
+    format!(
+        "(1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
+         (handler grant --extension <customTaskExtensionId> --app {app}; or Entra admin center → Lifecycle workflows → \
+         Custom extensions → the extension → Authorized apps); or \
+         (2) grant {app} the Microsoft Graph application permission {WRITE_PERMISSION} with admin consent \
+         (scripts/grant.sh --app-role)"
+    )
 }
 
 /// A Graph access token with what it says about the identity.
@@ -233,8 +265,8 @@ impl OperatorAccess {
     /// The delegated permission, as Entra ID names it in a scope.
     pub fn permission(self) -> &'static str {
         match self {
-            Self::Read => "LifecycleWorkflows.Read.All",
-            Self::Write => "LifecycleWorkflows.ReadWrite.All",
+            Self::Read => READ_PERMISSION,
+            Self::Write => WRITE_PERMISSION,
         }
     }
 }
@@ -282,13 +314,14 @@ impl TokenSource {
                 ..Self::from_config(config)?
             });
         }
-        let credential = crate::device_code::DeviceCodeCredential::new(config.operator.clone())
-            .map_err(|e| CredentialSetupError {
-                source_name: CredentialSource::DeviceCode.name(),
-                message: e.to_string(),
-            })?;
+        let credential =
+            crate::identity::device_code::DeviceCodeCredential::new(config.operator.clone())
+                .map_err(|e| CredentialSetupError {
+                    source_name: CredentialSource::DeviceCode.name(),
+                    message: e.to_string(),
+                })?;
         Ok(Self {
-            call_timeout: crate::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
+            call_timeout: crate::identity::device_code::SIGN_IN_LIMIT + IDENTITY_CALL_TIMEOUT,
             log_permanent: false,
             ..Self::new(
                 Arc::new(credential),
@@ -380,6 +413,7 @@ impl TokenSource {
         self.source
     }
 
+    #[cfg(test)]
     /// How many times the credential was asked for a token since start.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
@@ -501,7 +535,7 @@ impl TokenSource {
 fn classify(source: CredentialSource, status: Option<u16>, text: &str) -> (FailureClass, String) {
     let lower = text.to_ascii_lowercase();
     if let Some(status) = status {
-        return if crate::graph::is_transient_status(status) {
+        return if crate::retry::is_transient_status(status) {
             (FailureClass::Transient, String::new())
         } else {
             (
@@ -598,7 +632,7 @@ fn http_status(error: &azure_core::Error) -> Option<u16> {
 /// Client options for the identity pipeline: no SDK retries (the gateway's retry loop owns
 /// the deadline) and a transport with bounded connect and call times.
 fn client_options(cloud: Option<GraphCloud>) -> ClientOptions {
-    let http = crate::graph::LazyClient::new(
+    let http = crate::outbound::LazyClient::new(
         reqwest::Client::builder()
             .connect_timeout(IDENTITY_CONNECT_TIMEOUT)
             .timeout(IDENTITY_CALL_TIMEOUT)
@@ -882,7 +916,7 @@ mod tests {
         let ts = TokenSource::for_operator(&config, OperatorAccess::Write).unwrap();
         assert_eq!(ts.source(), CredentialSource::DeviceCode);
         assert!(
-            ts.call_timeout > crate::device_code::SIGN_IN_LIMIT,
+            ts.call_timeout > crate::identity::device_code::SIGN_IN_LIMIT,
             "a person has the whole sign-in time"
         );
         assert_eq!(

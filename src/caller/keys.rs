@@ -130,7 +130,7 @@ impl KeyCache {
             .timeout(timing.fetch_timeout)
             .connect_timeout(timing.fetch_timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("resume-gateway/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::outbound::USER_AGENT)
             .build()
             .expect("a reqwest client with these options always builds");
         let authority_url = url::Url::parse(authority).expect("CALLER_AUTHORITY is validated");
@@ -321,7 +321,7 @@ impl KeyCache {
             .get(url)
             .send()
             .await
-            .map_err(|e| fail(error_chain(&e)))?;
+            .map_err(|e| fail(crate::outbound::error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(fail(format!("answered {status}")));
@@ -332,7 +332,11 @@ impl KeyCache {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_max_age);
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| fail(error_chain(&e)))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| fail(crate::outbound::error_chain(&e)))?
+        {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                 return Err(fail(format!(
                     "answer larger than {MAX_DOCUMENT_BYTES} bytes"
@@ -372,18 +376,6 @@ fn parse_max_age(value: &str) -> Option<Duration> {
             .flatten()
             .map(Duration::from_secs)
     })
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); the chain names it.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

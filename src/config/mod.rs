@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::caller_auth::CallerAuth;
-use crate::ids::Guid;
+pub(crate) mod caller;
+
+use crate::request::ids::Guid;
+use caller::CallerAuth;
 
 /// The Functions host caps an HTTP trigger at 230 s, whatever `functionTimeout` says.
 pub const HTTP_TRIGGER_LIMIT_SECONDS: u64 = 230;

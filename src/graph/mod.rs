@@ -2,37 +2,25 @@
 //! for good. One resume call per attempt (the resume loop lives in `resume`), and a retrying,
 //! paging GET for the operator commands; both share one retry policy.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+pub(crate) mod extension;
+
 use std::time::{Duration, SystemTime};
 
-use backon::{ExponentialBuilder, Retryable};
-
-use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::callout::OperationStatus;
 use crate::config::Config;
-use crate::credential::GraphToken;
+use crate::identity::GraphToken;
+use crate::outbound::{self, LazyClient};
+use crate::request::OperationStatus;
+use crate::retry;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// No single GET may take longer than this, so a hung connection leaves time to retry.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A listing stops here rather than follow a `nextLink` loop for ever.
 const MAX_PAGES: usize = 1000;
 /// How much of an error answer is read; Graph's errors are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// A `Retry-After` beyond this is taken as this: nobody waits an hour inside a resume.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// The `User-Agent` Graph sees, so its logs name the gateway and its version.
-pub const USER_AGENT: &str = concat!(
-    "resume-gateway/",
-    env!("CARGO_PKG_VERSION"),
-    " (Azure Functions custom handler)"
-);
 
 /// The body of Graph's `taskProcessingResult: resume` action: its parameters `source`, `type`
 /// and `data`, as Graph's v1.0 metadata declares them (`tests/fixtures/graph-v1.0-governance.csdl.xml`,
@@ -130,7 +118,33 @@ pub enum GetError {
     Unusable(String),
 }
 
+impl retry::Failure for AttemptError {
+    fn retryable(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient(f) => f.retry_after,
+            Self::Permanent(_) => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let (Self::Transient(f) | Self::Permanent(f)) = self;
+        f.describe()
+    }
+}
+
 impl GraphFailure {
+    /// One line: Graph's status, when it answered, and what it said.
+    pub(crate) fn describe(&self) -> String {
+        match self.status {
+            Some(s) => format!("Graph answered {s}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     pub(crate) fn without_answer(message: String) -> Self {
         Self {
             status: None,
@@ -143,31 +157,6 @@ impl GraphFailure {
     }
 }
 
-/// The retry schedule every Graph call shares: exponential from 200 ms to 10 s, unbounded in
-/// count because the caller's deadline bounds it.
-pub fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(FIRST_BACKOFF)
-        .with_max_delay(MAX_BACKOFF)
-        .with_factor(2.0)
-        .without_max_times()
-}
-
-/// The wait before the next try: Graph's `Retry-After` wins, otherwise full jitter over the
-/// exponential step; `None` (give up) when the wait would end past `deadline`.
-pub fn next_wait(
-    retry_after: Option<Duration>,
-    planned: Option<Duration>,
-    deadline: tokio::time::Instant,
-) -> Option<Duration> {
-    let wait = retry_after.unwrap_or_else(|| full_jitter(planned.unwrap_or(MAX_BACKOFF)));
-    (tokio::time::Instant::now() + wait + MIN_ATTEMPT_BUDGET <= deadline).then_some(wait)
-}
-
-/// A retry is only worth waiting for if at least this much of the deadline is left after the
-/// wait: less cannot reach Graph and get an answer, and would only blur the attempt count.
-const MIN_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
-
 /// A fresh `client-request-id` (a version 4 UUID). It only correlates logs, so it comes from
 /// the fast thread-local generator rather than a system call to the OS RNG per request.
 pub fn client_request_id() -> String {
@@ -176,105 +165,6 @@ pub fn client_request_id() -> String {
         .into_uuid()
         .hyphenated()
         .to_string()
-}
-
-/// A uniformly random wait between zero and `step` ("full jitter"), so that many gateways
-/// retrying after the same outage do not arrive together.
-pub fn full_jitter(step: Duration) -> Duration {
-    let millis = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(fastrand::u64(0..=millis))
-}
-
-/// A reqwest client whose construction runs on a thread of its own from the moment it is
-/// asked for. Building one loads and parses the system's root certificates, the largest part
-/// of the gateway's start (measured with `perf`); off the main thread, the host's readiness
-/// poll does not wait for it. The first use waits for the build if it is still running.
-#[derive(Clone)]
-pub struct LazyClient(Arc<LazyInner>);
-
-struct LazyInner {
-    client: OnceLock<reqwest::Client>,
-    builder: Mutex<Option<reqwest::ClientBuilder>>,
-}
-
-impl LazyClient {
-    pub fn new(builder: reqwest::ClientBuilder) -> Self {
-        let lazy = Self(Arc::new(LazyInner {
-            client: OnceLock::new(),
-            builder: Mutex::new(Some(builder)),
-        }));
-        let early = lazy.clone();
-        // Without the thread, the first use builds it.
-        let _ = std::thread::Builder::new()
-            .name("http-client-init".into())
-            .spawn(move || {
-                early.client();
-            });
-        lazy
-    }
-
-    /// The built client, waiting for the build if it is still running.
-    fn client(&self) -> &reqwest::Client {
-        self.0.client.get_or_init(|| {
-            let builder = self
-                .0
-                .builder
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .expect("the one initialisation takes the builder");
-            match builder.build() {
-                Ok(client) => client,
-                // Only the TLS setup can fail (no root certificates on the machine): no request
-                // could be served, so stop as a bad start would, and the host restarts us.
-                Err(e) => {
-                    let cause = std::error::Error::source(&e)
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default();
-                    eprintln!("resume-gateway: cannot set up HTTPS: {e}{cause}");
-                    std::process::exit(1)
-                }
-            }
-        })
-    }
-}
-
-impl std::ops::Deref for LazyClient {
-    type Target = reqwest::Client;
-
-    fn deref(&self) -> &reqwest::Client {
-        self.client()
-    }
-}
-
-/// So the identity pipeline's transport starts the same way. The signature is the one
-/// `#[async_trait]` gives the trait; this only hands the call to reqwest's own implementation.
-impl azure_core::http::HttpClient for LazyClient {
-    fn execute_request<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        request: &'life1 azure_core::http::Request,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = azure_core::Result<azure_core::http::AsyncRawResponse>>
-                + Send
-                + 'async_trait,
-        >,
-    >
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        azure_core::http::HttpClient::execute_request(self.client(), request)
-    }
-}
-
-impl std::fmt::Debug for LazyClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyClient")
-            .field("built", &self.0.client.get().is_some())
-            .finish()
-    }
 }
 
 /// A Graph client: resume calls, and the GETs the operator commands make.
@@ -297,7 +187,7 @@ impl GraphClient {
         let http = LazyClient::new(
             reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .user_agent(USER_AGENT)
+                .user_agent(outbound::USER_AGENT)
                 // A redirect would carry the bearer token elsewhere; Graph never redirects here.
                 .redirect(reqwest::redirect::Policy::none()),
         );
@@ -482,56 +372,34 @@ impl GraphClient {
         deadline: tokio::time::Instant,
     ) -> Result<Fetched, GetError> {
         let client_request_id = client_request_id();
-        let attempts = AtomicU32::new(0);
-        let last: Mutex<Option<GraphFailure>> = Mutex::new(None);
-        let attempt = || async {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let result = self
-                .send(
+        let run = retry::run(
+            deadline,
+            || {
+                self.send(
                     method.clone(),
                     url,
                     bearer,
                     body,
                     &client_request_id,
-                    left.min(ATTEMPT_TIMEOUT),
+                    retry::attempt_budget(deadline),
                 )
-                .await;
-            if let Err(AttemptError::Transient(f) | AttemptError::Permanent(f)) = &result {
-                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
-            }
-            result
-        };
-        let retrying = attempt
-            .retry(backoff())
-            .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, AttemptError::Transient(_)))
-            .notify(|e, wait| {
-                if let AttemptError::Transient(f) = e {
-                    tracing::info!(status = f.status, error = %f.message, wait_ms = wait.as_millis() as u64, "transient Graph failure, retrying");
-                }
-            })
-            .adjust(|e, planned| {
-                let asked = match e {
-                    AttemptError::Transient(f) => f.retry_after,
-                    AttemptError::Permanent(_) => None,
-                };
-                next_wait(asked, planned, deadline)
-            });
-        let result = tokio::time::timeout_at(deadline, retrying).await;
-        let attempts = attempts.load(Ordering::Relaxed);
-        match result {
-            Ok(Ok(fetched)) => Ok(Fetched {
+            },
+            |_, _, _| {},
+        )
+        .await;
+        let attempts = run.attempts;
+        match run.result {
+            Ok(fetched) => Ok(Fetched {
                 attempts,
                 ..fetched
             }),
-            Ok(Err(AttemptError::Permanent(failure))) => Err(GetError::Refused(failure)),
-            Ok(Err(AttemptError::Transient(failure))) => Err(GetError::Unavailable {
+            Err(Some(AttemptError::Permanent(failure))) => Err(GetError::Refused(failure)),
+            Err(Some(AttemptError::Transient(failure))) => Err(GetError::Unavailable {
                 last: Some(failure),
                 attempts,
             }),
-            Err(_elapsed) => Err(GetError::Unavailable {
-                last: last.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            Err(None) => Err(GetError::Unavailable {
+                last: None,
                 attempts,
             }),
         }
@@ -623,7 +491,7 @@ async fn refusal(
             }),
         request_id: request_id
             .or_else(|| error.and_then(|e| e.inner_error).and_then(|i| i.request_id)),
-        retry_after: retry_after(headers, SystemTime::now()),
+        retry_after: retry::retry_after(headers, SystemTime::now()),
         throttle_scope: header(headers, "x-ms-throttle-scope"),
     };
     if is_transient(status) {
@@ -635,37 +503,21 @@ async fn refusal(
 
 /// Statuses worth another try; every other refusal is final.
 fn is_transient(status: StatusCode) -> bool {
-    is_transient_status(status.as_u16())
-}
-
-/// The same rule for any endpoint's status (the identity endpoint's too).
-pub(crate) fn is_transient_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    retry::is_transient_status(status.as_u16())
 }
 
 fn transport_failure(e: &reqwest::Error, timeout: Duration) -> GraphFailure {
     let message = if e.is_timeout() {
         format!("Graph did not answer within {:.1} s", timeout.as_secs_f64())
     } else if e.is_connect() {
-        format!("could not connect to Graph: {}", error_chain(e))
+        format!("could not connect to Graph: {}", outbound::error_chain(e))
     } else {
-        format!("the connection to Graph failed: {}", error_chain(e))
+        format!(
+            "the connection to Graph failed: {}",
+            outbound::error_chain(e)
+        )
     };
     GraphFailure::without_answer(message)
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); the chain names it.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 async fn read_limited(mut response: reqwest::Response, timeout: Duration) -> Vec<u8> {
@@ -691,19 +543,6 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date, relative to `now`.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
 #[derive(Deserialize)]
 struct ErrorEnvelope {
     error: GraphErrorBody,
@@ -726,7 +565,6 @@ struct InnerError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn client_request_ids_are_distinct_version_4_uuids() {
@@ -752,34 +590,6 @@ mod tests {
             serde_json::to_value(&b).unwrap(),
             serde_json::json!({"data": {"operationStatus": "failed"}, "source": "hr", "type": "lifecycleEvent"})
         );
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h, now), None);
-        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(12));
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(12)));
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(12));
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&past).unwrap());
-        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("999999"));
-        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h, now), None);
-    }
-
-    #[test]
-    fn jitter_stays_within_the_step() {
-        let step = Duration::from_millis(800);
-        let waits: Vec<_> = (0..1000).map(|_| full_jitter(step)).collect();
-        assert!(waits.iter().all(|w| *w <= step));
-        assert!(waits.iter().any(|w| *w < step / 4));
-        assert!(waits.iter().any(|w| *w > step * 3 / 4));
     }
 
     #[test]
@@ -841,31 +651,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_throttling_and_server_faults_are_transient() {
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
-        for s in [301, 400, 401, 403, 404, 405, 409, 412, 501, 505] {
-            assert!(!is_transient(StatusCode::from_u16(s).unwrap()), "{s}");
-        }
-    }
-
     async fn client_for(server: &wiremock::MockServer) -> GraphClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let uri = server.uri();
         let config = Config::from_lookup(|k| (k == "GRAPH_ENDPOINT").then(|| uri.clone())).unwrap();
         GraphClient::new(&config)
-    }
-
-    #[tokio::test]
-    async fn a_retry_needs_half_a_second_left_after_its_wait() {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
-        let wait = |ms| next_wait(Some(Duration::from_millis(ms)), None, deadline);
-        assert_eq!(wait(300), Some(Duration::from_millis(300)));
-        // 600 ms of wait leaves 400 ms: too little for another attempt.
-        assert_eq!(wait(600), None);
-        assert_eq!(wait(2000), None);
     }
 
     #[tokio::test]

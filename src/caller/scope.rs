@@ -17,12 +17,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{Config, ConfigError};
-use crate::credential::{CredentialError, TokenSource};
+use crate::config::Config;
+use crate::graph::extension::{self, App, Extension};
 use crate::graph::{GetError, GraphClient, GraphFailure};
-use crate::ids::Guid;
-use crate::ops::extension::{self, App, Extension};
-use crate::resume_path::ResumeTarget;
+use crate::identity::{CredentialError, TokenSource};
+use crate::request::ids::Guid;
+use crate::request::path::ResumeTarget;
 
 /// `taskDefinitionId`s of the built-in "Run a custom task extension" task; both appear in
 /// Microsoft's docs (see the platform notes).
@@ -32,8 +32,6 @@ const CUSTOM_EXTENSION_TASK_DEFINITIONS: [&str; 2] = [
 ];
 /// The task argument naming the extension; its case varies between Microsoft's docs.
 const EXTENSION_ARGUMENT: &str = "customTaskExtensionID";
-/// The application permission that lets the gateway's identity read tasks and extensions.
-pub const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
 /// How long a task's extension id is trusted: a task's arguments change only when its
 /// workflow is edited.
 const TASK_TTL: Duration = Duration::from_secs(600);
@@ -45,37 +43,6 @@ const REREAD_INTERVAL: Duration = Duration::from_secs(60);
 /// Entries kept at most; Graph's limits are 100 workflows of 25 tasks and 100 extensions.
 const TASK_CAPACITY: usize = 10_000;
 const EXTENSION_CAPACITY: usize = 1_000;
-
-/// Who a verified caller may resume for (`CALLER_SCOPE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallerScope {
-    /// Only tasks whose custom task extension lists the caller in `authorizedApps`.
-    Extension,
-    /// Any task the gateway's identity may resume.
-    Tenant,
-}
-
-impl CallerScope {
-    /// `CALLER_SCOPE` as set (already trimmed, empty meaning unset); `extension` by default.
-    pub fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
-        match value.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("extension") => Ok(Self::Extension),
-            Some("tenant") => Ok(Self::Tenant),
-            Some(_) => Err(ConfigError::new(
-                "CALLER_SCOPE",
-                value.unwrap_or_default(),
-                "extension (a caller resumes only the tasks of custom task extensions that list it in authorizedApps) or tenant",
-            )),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Extension => "extension",
-            Self::Tenant => "tenant",
-        }
-    }
-}
 
 /// Why a caller may not resume this task, or why the gateway could not find out.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -640,18 +607,6 @@ mod tests {
             let target = ResumeTarget::parse(&path).unwrap();
             assert_eq!(task_source(&target), (source.as_str(), query), "{path}");
         }
-    }
-
-    #[test]
-    fn scope_setting() {
-        assert_eq!(CallerScope::parse(None).unwrap(), CallerScope::Extension);
-        assert_eq!(
-            CallerScope::parse(Some("Tenant")).unwrap(),
-            CallerScope::Tenant
-        );
-        let e = CallerScope::parse(Some("global")).unwrap_err();
-        assert_eq!(e.setting, "CALLER_SCOPE");
-        assert!(e.to_string().contains("\"global\""), "{e}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

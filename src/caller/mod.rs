@@ -2,6 +2,9 @@
 //! ID app token (a Logic App's managed identity, say) that is verified here, in-process, and
 //! whose calling app (and optionally object) must be on an allow-list.
 
+pub(crate) mod keys;
+pub(crate) mod scope;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,169 +13,15 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
-use crate::config::{ConfigError, GraphCloud, parse_endpoint};
-use crate::echo;
-use crate::ids::Guid;
-use crate::jwks::{KeyCache, KeyError, KeyTiming};
-use crate::scope::CallerScope;
+use crate::caller::keys::{KeyCache, KeyError, KeyTiming};
+use crate::config::caller::EntraCallers;
+use crate::request::echo;
+use crate::request::ids::Guid;
 
 /// Tokens longer than this are refused unread; Entra app tokens are one to three kilobytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 300;
-
-/// How callers are authenticated (`CALLER_AUTH`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallerAuth {
-    /// Only the Functions host's key check (the default).
-    FunctionKey,
-    Entra(EntraCallers),
-}
-
-/// The `CALLER_*` settings for `CALLER_AUTH=entra`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntraCallers {
-    pub tenant_id: String,
-    pub audiences: Vec<String>,
-    /// Lower-case client ids; never empty.
-    pub allowed_app_ids: Vec<String>,
-    /// Lower-case object ids; `None` means any object of an allowed app.
-    pub allowed_object_ids: Option<Vec<String>>,
-    /// Sign-in host without a trailing slash, e.g. `https://login.microsoftonline.com`.
-    pub authority: String,
-    /// Accepted `iss` values: v1 then v2.
-    pub issuers: [String; 2],
-    /// Which tasks an allowed caller may resume (`CALLER_SCOPE`).
-    pub scope: CallerScope,
-}
-
-const DEPENDENT: [&str; 6] = [
-    "CALLER_TENANT_ID",
-    "CALLER_AUDIENCES",
-    "CALLER_ALLOWED_APP_IDS",
-    "CALLER_ALLOWED_OBJECT_IDS",
-    "CALLER_AUTHORITY",
-    // Without a known caller there is nothing to scope.
-    "CALLER_SCOPE",
-];
-
-impl CallerAuth {
-    /// Reads the `CALLER_*` settings through `get` (which already maps empty values to `None`).
-    pub fn from_settings(
-        get: impl Fn(&str) -> Option<String>,
-        cloud: GraphCloud,
-    ) -> Result<Self, ConfigError> {
-        let mode = get("CALLER_AUTH").map(|v| v.to_ascii_lowercase());
-        match mode.as_deref() {
-            None | Some("function-key") => {
-                // A half-done setup must not look protected while it is not.
-                if let Some(set) = DEPENDENT.iter().find(|s| get(s).is_some()) {
-                    return Err(ConfigError::new(
-                        "CALLER_AUTH",
-                        mode.as_deref().unwrap_or(""),
-                        format!(
-                            "entra, because {set} is set (or remove the CALLER_* settings to rely on the function key alone)"
-                        ),
-                    ));
-                }
-                Ok(Self::FunctionKey)
-            }
-            Some("entra") => EntraCallers::from_settings(&get, cloud).map(Self::Entra),
-            Some(v) => Err(ConfigError::new("CALLER_AUTH", v, "function-key or entra")),
-        }
-    }
-}
-
-impl EntraCallers {
-    fn from_settings(
-        get: &impl Fn(&str) -> Option<String>,
-        cloud: GraphCloud,
-    ) -> Result<Self, ConfigError> {
-        let needed = "required when CALLER_AUTH=entra";
-        let tenant = get("CALLER_TENANT_ID")
-            .ok_or_else(|| ConfigError::missing("CALLER_TENANT_ID", needed))?;
-        let tenant_id = Guid::parse(&tenant).map(String::from).ok_or_else(|| {
-            ConfigError::new(
-                "CALLER_TENANT_ID",
-                &tenant,
-                "the directory (tenant) id of the callers, a GUID",
-            )
-        })?;
-
-        let raw = get("CALLER_AUDIENCES")
-            .ok_or_else(|| ConfigError::missing("CALLER_AUDIENCES", needed))?;
-        let audiences = list(&raw);
-        let audience_ok = |a: &&str| {
-            Guid::parse(a).is_some() || (a.contains("://") && !a.contains('*') && !a.contains(' '))
-        };
-        if audiences.is_empty() || !audiences.iter().all(audience_ok) {
-            return Err(ConfigError::new(
-                "CALLER_AUDIENCES",
-                &raw,
-                "a comma list of the gateway app's Application ID URI (api://<app-id>) and/or its app id (a GUID)",
-            ));
-        }
-
-        let guids = |setting: &'static str, raw: &str, allowed: &str| {
-            let items = list(raw);
-            let parsed: Option<Vec<String>> = items
-                .iter()
-                .map(|v| Guid::parse(v).map(String::from))
-                .collect();
-            match parsed {
-                Some(ids) if !ids.is_empty() => Ok(ids),
-                _ => Err(ConfigError::new(setting, raw, allowed)),
-            }
-        };
-        let raw = get("CALLER_ALLOWED_APP_IDS")
-            .ok_or_else(|| ConfigError::missing("CALLER_ALLOWED_APP_IDS", needed))?;
-        let allowed_app_ids = guids(
-            "CALLER_ALLOWED_APP_IDS",
-            &raw,
-            "a comma list of the calling apps' client (application) ids, GUIDs; allowing every app is refused",
-        )?;
-        let allowed_object_ids = get("CALLER_ALLOWED_OBJECT_IDS")
-            .map(|raw| {
-                guids(
-                    "CALLER_ALLOWED_OBJECT_IDS",
-                    &raw,
-                    "a comma list of the calling service principals' object ids, GUIDs, or unset",
-                )
-            })
-            .transpose()?;
-
-        let authority = match get("CALLER_AUTHORITY") {
-            None => cloud.authority().to_owned(),
-            Some(v) => parse_endpoint("CALLER_AUTHORITY", &v)?,
-        };
-        // v1 tokens name the security token service; only China runs its own.
-        let sts = match cloud {
-            GraphCloud::China => "https://sts.chinacloudapi.cn",
-            _ => "https://sts.windows.net",
-        };
-        let issuers = [
-            format!("{sts}/{tenant_id}/"),
-            format!("{authority}/{tenant_id}/v2.0"),
-        ];
-        let scope = CallerScope::parse(get("CALLER_SCOPE").as_deref())?;
-        Ok(Self {
-            scope,
-            tenant_id,
-            audiences: audiences.into_iter().map(str::to_owned).collect(),
-            allowed_app_ids,
-            allowed_object_ids,
-            authority,
-            issuers,
-        })
-    }
-}
-
-fn list(raw: &str) -> Vec<&str> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
 
 /// The verified calling identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,128 +376,30 @@ fn quote(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::config::GraphCloud;
+    use crate::config::caller::CallerAuth;
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
     const APP: &str = "11111111-2222-3333-4444-555555555555";
 
-    fn load(pairs: &[(&str, &str)]) -> Result<CallerAuth, ConfigError> {
-        let map: HashMap<&str, &str> = pairs.iter().copied().collect();
-        CallerAuth::from_settings(
-            |k| map.get(k).map(|v| v.to_string()).filter(|v| !v.is_empty()),
-            GraphCloud::Global,
-        )
-    }
-
-    fn entra(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-        let mut v = vec![
+    /// Entra caller settings as `config` reads them, with keys fetched from `authority`.
+    fn entra_settings(authority: &str) -> EntraCallers {
+        let pairs = [
             ("CALLER_AUTH", "entra"),
             ("CALLER_TENANT_ID", TENANT),
-            (
-                "CALLER_AUDIENCES",
-                "api://resume-gateway, 8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f",
-            ),
+            ("CALLER_AUDIENCES", "api://resume-gateway"),
             ("CALLER_ALLOWED_APP_IDS", APP),
+            ("CALLER_AUTHORITY", authority),
         ];
-        for (k, val) in extra {
-            v.retain(|(key, _)| key != k);
-            v.push((k, val));
-        }
-        v
-    }
-
-    #[test]
-    fn function_key_is_the_default_and_refuses_stray_caller_settings() {
-        assert_eq!(load(&[]).unwrap(), CallerAuth::FunctionKey);
-        assert_eq!(
-            load(&[("CALLER_AUTH", "Function-Key")]).unwrap(),
-            CallerAuth::FunctionKey
-        );
-        let e = load(&[("CALLER_ALLOWED_APP_IDS", APP)]).unwrap_err();
-        assert_eq!(e.setting, "CALLER_AUTH");
-        assert!(e.allowed.contains("CALLER_ALLOWED_APP_IDS"), "{e}");
-        let e = load(&[("CALLER_AUTH", "jwt")]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid setting CALLER_AUTH=\"jwt\": function-key or entra"
-        );
-        let e = load(&[("CALLER_SCOPE", "tenant")]).unwrap_err();
-        assert_eq!(e.setting, "CALLER_AUTH");
-        assert!(e.allowed.contains("CALLER_SCOPE"), "{e}");
-    }
-
-    #[test]
-    fn caller_scope_is_extension_unless_tenant_is_set() {
-        let scope = |extra| match load(&entra(extra)) {
-            Ok(CallerAuth::Entra(c)) => Ok(c.scope),
-            Ok(other) => panic!("{other:?}"),
-            Err(e) => Err(e),
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
         };
-        assert_eq!(scope(&[]).unwrap(), CallerScope::Extension);
-        assert_eq!(
-            scope(&[("CALLER_SCOPE", "extension")]).unwrap(),
-            CallerScope::Extension
-        );
-        assert_eq!(
-            scope(&[("CALLER_SCOPE", "TENANT")]).unwrap(),
-            CallerScope::Tenant
-        );
-        let e = scope(&[("CALLER_SCOPE", "everyone")]).unwrap_err();
-        assert_eq!(e.setting, "CALLER_SCOPE");
-        assert!(e.to_string().contains("\"everyone\""), "{e}");
-    }
-
-    #[test]
-    fn entra_settings_are_normalised_and_issuers_follow_the_cloud() {
-        let CallerAuth::Entra(c) = load(&entra(&[(
-            "CALLER_ALLOWED_APP_IDS",
-            "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE, 11111111-2222-3333-4444-555555555555,",
-        )]))
-        .unwrap() else {
-            panic!("entra expected")
-        };
-        assert_eq!(
-            c.allowed_app_ids,
-            ["aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", APP]
-        );
-        assert_eq!(c.audiences.len(), 2);
-        assert_eq!(c.authority, "https://login.microsoftonline.com");
-        assert_eq!(c.issuers[0], format!("https://sts.windows.net/{TENANT}/"));
-        assert_eq!(
-            c.issuers[1],
-            format!("https://login.microsoftonline.com/{TENANT}/v2.0")
-        );
-        assert!(c.allowed_object_ids.is_none());
-
-        let map: HashMap<&str, &str> = entra(&[]).into_iter().collect();
-        let get = |k: &str| map.get(k).map(|v| v.to_string());
-        let CallerAuth::Entra(us) = CallerAuth::from_settings(get, GraphCloud::UsGov).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            us.issuers[1],
-            format!("https://login.microsoftonline.us/{TENANT}/v2.0")
-        );
-    }
-
-    #[test]
-    fn bad_or_allow_all_entra_settings_are_refused_by_name() {
-        let cases: [(&'static str, &'static str); 9] = [
-            ("CALLER_TENANT_ID", ""),
-            ("CALLER_TENANT_ID", "contoso.onmicrosoft.com"),
-            ("CALLER_AUDIENCES", ""),
-            ("CALLER_AUDIENCES", "*"),
-            ("CALLER_ALLOWED_APP_IDS", ""),
-            ("CALLER_ALLOWED_APP_IDS", "*"),
-            ("CALLER_ALLOWED_APP_IDS", ", ,"),
-            ("CALLER_ALLOWED_OBJECT_IDS", "all"),
-            ("CALLER_AUTHORITY", "http://login.example.com"),
-        ];
-        for (setting, value) in cases {
-            let e = load(&entra(&[(setting, value)])).unwrap_err();
-            assert_eq!(e.setting, setting, "{setting}={value}: {e}");
-            assert!(e.to_string().contains(value), "{e}");
+        match CallerAuth::from_settings(get, GraphCloud::Global).unwrap() {
+            CallerAuth::Entra(settings) => settings,
+            CallerAuth::FunctionKey => panic!("entra expected"),
         }
     }
 
@@ -700,53 +451,6 @@ mod tests {
     }
 
     #[test]
-    fn audiences_must_be_a_uri_or_a_guid_without_wildcards_or_spaces() {
-        for ok in [
-            "api://resume-gateway",
-            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f",
-            "https://contoso.com/gateway",
-        ] {
-            let CallerAuth::Entra(c) = load(&entra(&[("CALLER_AUDIENCES", ok)])).unwrap() else {
-                panic!("entra expected")
-            };
-            assert_eq!(c.audiences, [ok]);
-        }
-        for bad in [
-            "api://*",
-            "resume-gateway",
-            "api://resume gateway",
-            "api://x, *",
-            "8e1f5a3c-2b4d-4c6e-9f70-1a2b3c4d5e6f, gateway",
-        ] {
-            let e = load(&entra(&[("CALLER_AUDIENCES", bad)])).unwrap_err();
-            assert_eq!(e.setting, "CALLER_AUDIENCES", "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn china_v1_tokens_come_from_its_own_token_service() {
-        let map: HashMap<&str, &str> = entra(&[]).into_iter().collect();
-        let get = |k: &str| map.get(k).map(|v| v.to_string());
-        let CallerAuth::Entra(cn) = CallerAuth::from_settings(get, GraphCloud::China).unwrap()
-        else {
-            panic!("entra expected")
-        };
-        assert_eq!(
-            cn.issuers[0],
-            format!("https://sts.chinacloudapi.cn/{TENANT}/")
-        );
-        assert_eq!(
-            cn.issuers[1],
-            format!("https://login.chinacloudapi.cn/{TENANT}/v2.0")
-        );
-        let CallerAuth::Entra(dod) = CallerAuth::from_settings(get, GraphCloud::UsGovDod).unwrap()
-        else {
-            panic!("entra expected")
-        };
-        assert_eq!(dod.issuers[0], format!("https://sts.windows.net/{TENANT}/"));
-    }
-
-    #[test]
     fn a_token_of_exactly_the_limit_is_taken_one_byte_more_is_not() {
         let exact = "a".repeat(MAX_TOKEN_BYTES);
         assert_eq!(
@@ -781,11 +485,7 @@ mod tests {
     #[tokio::test]
     async fn without_idtyp_only_a_scopeless_token_that_is_its_own_subject_is_an_app() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let CallerAuth::Entra(settings) =
-            load(&entra(&[("CALLER_AUTHORITY", "http://127.0.0.1:9")])).unwrap()
-        else {
-            panic!("entra expected")
-        };
+        let settings = entra_settings("http://127.0.0.1:9");
         let auth = Authenticator::start(settings);
         let me = Some("3c4d5e6f-8e1f-4a3c-9b4d-7e6f1a2b3c4d");
         let other = Some("4d5e6f3c-1f8e-4c3a-8d9b-6f7e2b1a4d3c");

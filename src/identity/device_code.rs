@@ -4,7 +4,7 @@
 //! a fixed scope list without `LifecycleWorkflows.*` (Azure/azure-cli#26471), so operators
 //! sign in through a public client that may ask for those scopes.
 //!
-//! The token lives in this process's memory only (the [`crate::credential::TokenSource`]
+//! The token lives in this process's memory only (the [`crate::identity::TokenSource`]
 //! cache, for one command); it is never written to disk and never printed.
 
 use std::future::Future;
@@ -40,6 +40,7 @@ impl DeviceCodeCredential {
     pub fn new(sign_in: OperatorSignIn) -> azure_core::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(crate::outbound::USER_AGENT)
             .timeout(CALL_TIMEOUT)
             // RFC 6749 §3.2 forbids following redirects from the token endpoint.
             .redirect(reqwest::redirect::Policy::none())

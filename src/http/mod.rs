@@ -6,6 +6,9 @@
 //! and a drain that answers every request whose bytes had arrived.
 
 mod conn;
+pub(crate) mod host;
+pub(crate) mod problem;
+pub(crate) mod routes;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,15 +26,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::caller_auth::{Authenticator, CallerAuth};
+use crate::caller::Authenticator;
+use crate::caller::scope::Authorizer;
 use crate::config::Config;
-use crate::credential::TokenSource;
-use crate::dedupe::Deduplicator;
-use crate::host;
-use crate::problem::GatewayError;
+use crate::config::caller::{CallerAuth, CallerScope};
+use crate::http::problem::GatewayError;
+use crate::http::routes::{AppState, router};
+use crate::identity::TokenSource;
 use crate::resume::Resumer;
-use crate::routes::{AppState, router};
-use crate::scope::{Authorizer, CallerScope};
+use crate::resume::dedupe::Deduplicator;
 use conn::{Guarded, InService};
 
 /// Beyond the request deadline, what a request in flight gets to finish after SIGTERM.
@@ -66,9 +69,9 @@ pub const READINESS_RESERVE: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Credential(#[from] crate::credential::CredentialSetupError),
+    Credential(#[from] crate::identity::CredentialSetupError),
     #[error(transparent)]
-    Layout(#[from] crate::host::LayoutError),
+    Layout(#[from] crate::http::host::LayoutError),
     #[error(
         "cannot listen on {addr}: {source}; the port comes from FUNCTIONS_CUSTOMHANDLER_PORT{}",
         bind_hint(source)

@@ -19,10 +19,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::callout::OperationStatus;
-use crate::ids::Guid;
+use crate::request::OperationStatus;
+use crate::request::ids::Guid;
+use crate::request::path::ResumeTarget;
 use crate::resume::{Outcome, ResumeError};
-use crate::resume_path::ResumeTarget;
 
 /// How long a success is remembered.
 pub const SUCCESS_WINDOW: Duration = Duration::from_secs(600);
@@ -264,6 +264,7 @@ impl Deduplicator {
         self.running.load(Ordering::SeqCst)
     }
 
+    #[cfg(test)]
     /// How many results are remembered (running or recently resumed).
     pub fn remembered(&self) -> usize {
         self.entries

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::callout::OperationStatus;
-use crate::ids::Guid;
+use crate::http::problem::CommandError;
 use crate::ops;
-use crate::problem::CommandError;
+use crate::request::OperationStatus;
+use crate::request::ids::Guid;
 
 /// Resume gateway for Microsoft Entra Lifecycle Workflows.
 ///

@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
-use crate::caller_auth::{Authenticator, Caller, CallerAuthError};
-use crate::callout::{MAX_BODY_BYTES, ResumeRequest};
-use crate::dedupe::Deduplicator;
-use crate::host::{self, HttpFunction};
-use crate::problem::GatewayError;
+use crate::caller::scope::Authorizer;
+use crate::caller::{Authenticator, Caller, CallerAuthError};
+use crate::http::host::{self, HttpFunction};
+use crate::http::problem::GatewayError;
+use crate::request::{MAX_BODY_BYTES, ResumeRequest};
+use crate::resume::dedupe::Deduplicator;
 use crate::resume::{Outcome, Resumed, Resumer};
-use crate::scope::Authorizer;
 
 const INVOCATION_ID: &str = "x-azure-functions-invocationid";
 /// The host's invocation ids are GUIDs (36 characters); anything longer is not the host's.
@@ -466,10 +466,10 @@ mod tests {
                 .map(|(_, v)| v.to_string())
         })
         .unwrap();
-        let crate::caller_auth::CallerAuth::Entra(callers) = config.caller_auth.clone() else {
+        let crate::config::caller::CallerAuth::Entra(callers) = config.caller_auth.clone() else {
             panic!("entra expected")
         };
-        let tokens = Arc::new(crate::credential::TokenSource::from_config(&config).unwrap());
+        let tokens = Arc::new(crate::identity::TokenSource::from_config(&config).unwrap());
         let state = Arc::new(AppState {
             resumer: Arc::new(Resumer::new(&config, tokens)),
             dedupe: Arc::new(Deduplicator::default()),

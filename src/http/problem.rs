@@ -8,19 +8,21 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::caller_auth::CallerAuthError;
-use crate::callout::{MAX_BODY_BYTES, RequestError};
+use crate::caller::CallerAuthError;
+use crate::caller::scope::ScopeError;
 use crate::config::ConfigError;
-use crate::credential::{CredentialError, CredentialSetupError, TokenIdentity};
-use crate::dedupe::DedupeError;
-use crate::echo;
 use crate::graph::{GetError, GraphFailure};
+use crate::identity::{
+    CredentialError, CredentialSetupError, READ_PERMISSION, TokenIdentity, WRITE_PERMISSION,
+    ways_to_allow_resume,
+};
+use crate::request::echo;
+use crate::request::{MAX_BODY_BYTES, RequestError};
+use crate::resume::dedupe::DedupeError;
 use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
-use crate::scope::{READ_PERMISSION, ScopeError};
 
 /// Prefix of every problem `type`; docs/request-and-answer.md lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
-const LIFECYCLE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 
 /// Why the gateway did not resume the task.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +42,7 @@ pub enum GatewayError {
     #[error("the request has no body")]
     EmptyBody { forwarded: bool },
     #[error(transparent)]
-    InvalidInvocation(#[from] crate::host::InvocationError),
+    InvalidInvocation(#[from] crate::http::host::InvocationError),
     #[error("Content-Type {0:?} is not JSON")]
     UnsupportedMediaType(Option<String>),
     #[error("method {0} is not allowed")]
@@ -612,22 +614,14 @@ fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
             };
             let app = identity.app_id.as_deref().unwrap_or("<application id>");
             let roles = if identity.has_lifecycle_write() {
-                format!("The token does carry {LIFECYCLE_PERMISSION}, so the task's workflow may be out of its reach, or the grant is too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
-            } else if identity.roles.is_empty() {
-                format!("The gateway's token carries no application permissions, so {LIFECYCLE_PERMISSION} is not granted.")
+                format!("The token does carry {WRITE_PERMISSION}, so the task's workflow may be out of its reach, or the grant is too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
             } else {
-                format!(
-                    "The gateway's token carries {} but not {LIFECYCLE_PERMISSION}.",
-                    identity.roles.join(", ")
-                )
+                format!("Now {}.", identity.roles_lacking_write())
             };
             problem("graph-forbidden", "Graph refused the gateway's identity")
                 .remedy(format!(
-                    "Allow the Function App's identity ({who}) to resume this task, either way: \
-                     (1) least privilege: add {app} to the custom task extension's callbackConfiguration.authorizedApps \
-                     (handler grant --extension <customTaskExtensionId> --app {app}); or \
-                     (2) grant {app} the {LIFECYCLE_PERMISSION} application permission on Microsoft Graph \
-                     (scripts/grant.sh --app-role). {roles}"
+                    "Allow the Function App's identity ({who}) to resume this task, either way: {}. {roles}",
+                    ways_to_allow_resume(app)
                 ))
                 .with("identity", identity)
         }
@@ -737,7 +731,7 @@ mod tests {
 
     #[test]
     fn scope_refusals_name_the_caller_the_extension_and_the_fixes() {
-        let ext = crate::ids::Guid::parse("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b").unwrap();
+        let ext = crate::request::ids::Guid::parse("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b").unwrap();
         let p = GatewayError::from(ScopeError::NotAuthorized {
             caller_app_id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".into(),
             extension_id: ext,

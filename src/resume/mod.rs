@@ -1,22 +1,20 @@
 //! Resuming one task: token, Graph call, retries, all inside the request's deadline.
 
+pub(crate) mod dedupe;
+
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use backon::Retryable;
 use tokio::time::Instant;
 
-use crate::callout::{OperationStatus, ResumeRequest};
 use crate::config::Config;
-use crate::credential::{CredentialError, GraphToken, TokenIdentity, TokenSource};
 use crate::graph::{self, AttemptError, GraphClient, GraphFailure, ResumeBody};
-use crate::ids::Guid;
-use crate::resume_path::ResumeTarget;
+use crate::identity::{CredentialError, GraphToken, TokenIdentity, TokenSource};
+use crate::request::ids::Guid;
+use crate::request::path::ResumeTarget;
+use crate::request::{OperationStatus, ResumeRequest};
+use crate::retry;
 
-/// No single Graph attempt may take longer than this, so a hung connection leaves time to retry.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a 503 asks the caller to wait when Graph named no time itself.
 pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Less of the deadline than this left after the resume, and the reconciling read is skipped:
@@ -232,19 +230,25 @@ enum TryError {
     Graph(AttemptError, Arc<GraphToken>),
 }
 
-impl TryError {
+impl retry::Failure for TryError {
     fn retryable(&self) -> bool {
         match self {
             Self::Identity(e) => e.retryable(),
-            Self::Graph(AttemptError::Transient(_), _) => true,
-            Self::Graph(AttemptError::Permanent(_), _) => false,
+            Self::Graph(e, _) => e.retryable(),
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Graph(AttemptError::Transient(f), _) => f.retry_after,
-            _ => None,
+            Self::Identity(_) => None,
+            Self::Graph(e, _) => e.retry_after(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Identity(e) => e.message.clone(),
+            Self::Graph(e, _) => e.describe(),
         }
     }
 }
@@ -345,37 +349,20 @@ impl Resumer {
         }
 
         let deadline = started + self.deadline;
-        let attempts = AtomicU32::new(0);
-        let last_error: Mutex<Option<TryError>> = Mutex::new(None);
         let path = request.target.path.as_str();
-
-        let attempt = || async {
-            attempts.fetch_add(1, Ordering::Relaxed);
-            let result = self
-                .try_once(path, &body, &client_request_id, deadline)
-                .await;
-            if let Err(e) = &result {
-                *last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-            }
-            result
-        };
-        let retrying = attempt
-            .retry(graph::backoff())
-            .sleep(tokio::time::sleep)
-            .when(TryError::retryable)
-            .notify(|e, wait| {
-                let what = describe(e);
-                tracing::info!(error = %what, wait_ms = wait.as_millis() as u64, "transient failure, retrying");
+        let run = retry::run(
+            deadline,
+            || self.try_once(path, &body, &client_request_id, deadline),
+            |e: &TryError, wait, attempts| {
                 if let Some(progress) = &self.progress {
-                    progress(&what, wait, attempts.load(Ordering::Relaxed));
+                    progress(&retry::Failure::describe(e), wait, attempts);
                 }
-            })
-            .adjust(|e, planned| graph::next_wait(e.retry_after(), planned, deadline));
-
-        let result = tokio::time::timeout_at(deadline, retrying).await;
-        let attempts = attempts.load(Ordering::Relaxed);
-        let last = match result {
-            Ok(Ok(accepted)) => {
+            },
+        )
+        .await;
+        let attempts = run.attempts;
+        let last = match run.result {
+            Ok(accepted) => {
                 return Ok(outcome(
                     Some(accepted.status),
                     accepted.request_id,
@@ -383,8 +370,7 @@ impl Resumer {
                     None,
                 ));
             }
-            Ok(Err(e)) => Some(e),
-            Err(_elapsed) => last_error.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            Err(last) => last,
         };
         let read_with = last.as_ref().and_then(ambiguous);
         let error = match last {
@@ -454,7 +440,7 @@ impl Resumer {
                     &url,
                     token.secret(),
                     &client_request_id,
-                    left.min(ATTEMPT_TIMEOUT),
+                    left.min(retry::ATTEMPT_TIMEOUT),
                 )
                 .await
             {
@@ -549,7 +535,7 @@ impl Resumer {
                 body,
                 &token,
                 client_request_id,
-                (remaining - reserve).min(ATTEMPT_TIMEOUT),
+                (remaining - reserve).min(retry::ATTEMPT_TIMEOUT),
             )
             .await
             .map_err(|e| TryError::Graph(e, token))
@@ -594,17 +580,5 @@ fn ambiguous(last: &TryError) -> Option<Arc<GraphToken>> {
             Some(Arc::clone(token))
         }
         _ => None,
-    }
-}
-
-fn describe(e: &TryError) -> String {
-    match e {
-        TryError::Identity(e) => e.message.clone(),
-        TryError::Graph(AttemptError::Transient(f) | AttemptError::Permanent(f), _) => {
-            match f.status {
-                Some(s) => format!("Graph answered {s}: {}", f.message),
-                None => f.message.clone(),
-            }
-        }
     }
 }
