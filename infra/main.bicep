@@ -5,7 +5,7 @@
 // Insights component that accepts only Entra-authenticated telemetry; the Flex Consumption plan;
 // the Function App with a system-assigned identity (plus an optional user-assigned one for Graph);
 // and the role assignments those need. Every gateway setting is a parameter with the gateway's
-// own default (see README "Settings"; a test checks this file against src/config.rs).
+// own default (see docs/settings.md; a test checks this file against src/config.rs).
 //
 //   az deployment group create -g <rg> -f infra/main.bicep -p @infra/main.parameters.example.json
 

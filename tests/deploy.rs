@@ -2,10 +2,13 @@
 //! every setting the code reads, with the gateway's defaults; the Logic App samples send what the
 //! gateway accepts; and `scripts/grant.sh` makes the right Graph calls, once.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::docs;
 use resume_gateway::config::{Config, HOST_SET, SETTINGS};
 use resume_gateway::request::ResumeRequest;
 use serde_json::Value;
@@ -330,44 +333,23 @@ fn logic_app_actions_send_what_the_gateway_accepts_in_both_modes() {
     );
 }
 
-/// The README's fenced blocks, without their fences.
-fn readme_blocks() -> Vec<String> {
-    let readme = text("README.md");
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match (&mut current, line.starts_with("```")) {
-            (None, true) => current = Some(String::new()),
-            (Some(block), true) => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), false) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, false) => {}
-        }
-    }
-    blocks
-}
-
 #[test]
-fn readme_shows_the_logic_app_samples_as_they_are() {
-    let blocks = readme_blocks();
-    for sample in [
-        "samples/logic-app-action.json",
-        "samples/logic-app-action-entra.json",
+fn docs_show_the_logic_app_samples_as_they_are() {
+    for (sample, page) in [
+        ("samples/logic-app-action.json", "docs/deploy.md"),
+        ("samples/logic-app-action-entra.json", "docs/security.md"),
     ] {
         let file = text(sample);
         assert!(
-            blocks.contains(&file),
-            "the README must show {sample} verbatim, in a fenced block of its own"
+            docs::blocks(&text(page)).iter().any(|b| b.text == file),
+            "{page} must show {sample} verbatim, in a fenced block of its own"
         );
     }
-    let readme = text("README.md");
-    for stale in ["tracked in a separate issue", "\"queries\": { \"code\""] {
-        assert!(!readme.contains(stale), "README still says {stale:?}");
+    for page in docs::files() {
+        let page = docs::read(&page);
+        for stale in ["tracked in a separate issue", "\"queries\": { \"code\""] {
+            assert!(!page.contains(stale), "the docs still say {stale:?}");
+        }
     }
 }
 

@@ -948,7 +948,7 @@ async fn refusing_identity() -> Identity {
 }
 
 /// `--json` on a failure: exactly one JSON document on stdout (the whole of stdout parses
-/// as one value), nothing multi-line on stderr, and the exit code of the README's table.
+/// as one value), nothing multi-line on stderr, and the exit code of docs/operations.md's table.
 fn assert_one_problem(ran: &Ran, code: i32, slug: &str) -> Value {
     assert_eq!(ran.code, code, "{slug}: {}", ran.all());
     let doc = ran.json();

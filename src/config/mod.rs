@@ -22,7 +22,7 @@ const DEFAULT_DEADLINE_SECONDS: u64 = 60;
 pub const DEFAULT_SOURCE: &str = "resume-gateway";
 const MAX_SOURCE_LEN: usize = 256;
 
-/// Every setting the gateway reads (the README, `local.settings.sample.json` and the
+/// Every setting the gateway reads (docs/settings.md, `local.settings.sample.json` and the
 /// infrastructure templates must list each one; a test checks).
 pub const SETTINGS: &[&str] = &[
     "FUNCTIONS_CUSTOMHANDLER_PORT",

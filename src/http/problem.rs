@@ -21,7 +21,7 @@ use crate::request::{MAX_BODY_BYTES, RequestError};
 use crate::resume::dedupe::DedupeError;
 use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
 
-/// Prefix of every problem `type`; the README lists them all.
+/// Prefix of every problem `type`; docs/request-and-answer.md lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
 
 /// Why the gateway did not resume the task.
@@ -102,7 +102,7 @@ pub enum CommandError {
 
 impl CommandError {
     /// True when nothing was tried because a setting or argument cannot work (exit code 2 in
-    /// the README's table), false when the identity or Graph said no (exit code 1).
+    /// docs/operations.md's table), false when the identity or Graph said no (exit code 1).
     pub fn is_usage(&self) -> bool {
         matches!(self, Self::InvalidArgument { .. } | Self::Setting(_))
     }
@@ -372,7 +372,7 @@ impl GatewayError {
     }
 }
 
-const CALLER_REMEDY: &str = "Call the gateway with an Entra ID token for one of CALLER_AUDIENCES, e.g. a Logic App HTTP action with authentication type ManagedServiceIdentity and that audience; see \"Securing the gateway\" in the gateway's README.";
+const CALLER_REMEDY: &str = "Call the gateway with an Entra ID token for one of CALLER_AUDIENCES, e.g. a Logic App HTTP action with authentication type ManagedServiceIdentity and that audience; see \"Securing the gateway\" in the gateway's docs/security.md.";
 
 fn caller_problem(error: &CallerAuthError) -> Problem {
     let unauthenticated = |title, challenge| {

@@ -523,7 +523,7 @@ impl TokenSource {
             (CredentialSource::ClientSecret, FailureClass::Transient) => "Entra ID did not answer; check outbound access to the sign-in host (login.microsoftonline.com or the cloud's), then try again.".into(),
             (CredentialSource::ClientSecret, _) => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired): Entra ID refused them.".into(),
             (CredentialSource::DeviceCode, FailureClass::Transient) => "Entra ID did not answer; check access to the sign-in host (AZURE_AUTHORITY_HOST or the cloud's), then run the command again.".into(),
-            (CredentialSource::DeviceCode, _) => "Run the command again and enter the code in time, as an account with the Lifecycle Workflows Administrator role; if Entra ID refused the client or the permission (AADSTS65001, 700016), an administrator must consent to it for RESUME_OPERATOR_CLIENT_ID, or register your own public client (see Operations in the README).".into(),
+            (CredentialSource::DeviceCode, _) => "Run the command again and enter the code in time, as an account with the Lifecycle Workflows Administrator role; if Entra ID refused the client or the permission (AADSTS65001, 700016), an administrator must consent to it for RESUME_OPERATOR_CLIENT_ID, or register your own public client (see docs/operations.md).".into(),
         }
     }
 }

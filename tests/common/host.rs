@@ -219,7 +219,7 @@ impl FunctionsHost {
         let exe_path = app.join(exe);
         assert!(
             exe_path.exists(),
-            "{exe_path:?} missing: the README's build step must put the binary there"
+            "{exe_path:?} missing: docs/deploy.md's build step must put the binary there"
         );
         let working = match description["workingDirectory"].as_str() {
             Some(w) if !w.is_empty() => app.join(w),

@@ -3,6 +3,7 @@
 //! mock App Service managed-identity endpoint.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod host;
 
 use std::io::{BufRead, BufReader};
