@@ -837,3 +837,44 @@ async fn a_port_in_use_names_the_setting_that_chose_it() {
         "{stderr}"
     );
 }
+
+/// Every process test starts its handler on port 0 and reads the port the child bound
+/// (`common::listening_port`), so no port is ever released to be taken by another test.
+#[tokio::test]
+async fn many_handlers_started_at_once_each_listen_on_their_own_port() {
+    let env = [("RESUME_DRY_RUN".to_string(), "true".to_string())];
+    let mut starting = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let env = env.clone();
+        starting.spawn(async move { Gateway::start(&env).await });
+    }
+    let gateways = starting.join_all().await;
+    let mut ports: Vec<u16> = gateways.iter().map(|g| g.port).collect();
+    assert!(ports.iter().all(|p| *p != 0), "{ports:?}");
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), gateways.len(), "a port shared: {ports:?}");
+    for (n, gw) in gateways.iter().enumerate() {
+        // Each port is its own child's: the answer is logged by that child and no other.
+        let id = format!("inv-port-{n}");
+        let r = gw
+            .resume_with(
+                &request_for(n, "completed"),
+                &[("x-azure-functions-invocationid", &id)],
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (n, gw) in gateways.iter().enumerate() {
+        let all = gw.output.all();
+        for m in 0..gateways.len() {
+            let id = format!("\"inv-port-{m}\"");
+            assert_eq!(
+                all.contains(&id),
+                m == n,
+                "gateway {n}, invocation {m}: {all}"
+            );
+        }
+    }
+}

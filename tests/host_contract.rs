@@ -322,7 +322,7 @@ async fn a_bad_app_layout_stops_the_handler_with_the_file_named() {
     let mut child = std::process::Command::new(app.join("handler"))
         .current_dir(&app)
         .env_clear()
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", ANY_PORT.to_string())
         .env("FUNCTIONS_APP_ROOT_PATH", &app)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

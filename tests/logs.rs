@@ -12,12 +12,11 @@ use serde_json::json;
 /// the merged lines as they arrive.
 async fn start_merged(env: &[(&str, &str)]) -> (Gateway, Output) {
     install_crypto();
-    let port = free_port();
     let (reader, writer) = std::io::pipe().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_handler"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", ANY_PORT.to_string())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(writer.try_clone().unwrap())
@@ -33,7 +32,7 @@ async fn start_merged(env: &[(&str, &str)]) -> (Gateway, Output) {
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     merged.pipe(reader, merged.stdout.clone());
     let client = reqwest::Client::new();
-    let ready_after = wait_ready(&client, port, &mut child, &merged, started).await;
+    let (port, ready_after) = wait_ready(&client, &mut child, &merged, started).await;
     let gw = Gateway {
         child,
         port,

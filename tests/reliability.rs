@@ -287,7 +287,8 @@ async fn an_identity_failure_is_retried_then_succeeds() {
 #[tokio::test]
 async fn identity_down_entirely_is_503_with_what_to_check() {
     let graph = Graph::accepting().await;
-    let closed = free_port();
+    // Held until the test ends: no other test can start listening there meanwhile.
+    let (_closed_socket, closed) = closed_port();
     let env = vec![
         ("GRAPH_ENDPOINT".to_string(), graph.server.uri()),
         (

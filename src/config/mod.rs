@@ -245,13 +245,18 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
+        // 0 asks the system for a free port. The Functions host never sends 0 (it picks the port
+        // and polls it), so this only serves a process that learns the port afterwards: the
+        // tests, which read it from the listening socket instead of reserving a port and
+        // releasing it for the child (another test could take it in between). Still loopback
+        // only, so nothing beyond this machine can reach it.
         let port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
             None => DEFAULT_PORT,
-            Some(v) => v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+            Some(v) => v.parse::<u16>().map_err(|_| {
                 ConfigError::new(
                     "FUNCTIONS_CUSTOMHANDLER_PORT",
                     &v,
-                    "a TCP port from 1 to 65535",
+                    "a TCP port from 0 (any free port) to 65535",
                 )
             })?,
         };
@@ -498,6 +503,24 @@ mod tests {
             ("AZURE_AUTHORITY_HOST", "http://login.example.com"),
         ] {
             assert_eq!(load(&[(setting, value)]).unwrap_err().setting, setting);
+        }
+    }
+
+    #[test]
+    fn port_zero_means_any_free_port_and_the_host_s_port_is_kept() {
+        assert_eq!(
+            load(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "0")]).unwrap().port,
+            0
+        );
+        assert_eq!(
+            load(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "40123")])
+                .unwrap()
+                .port,
+            40123
+        );
+        for bad in ["-1", "65536", "http"] {
+            let e = load(&[("FUNCTIONS_CUSTOMHANDLER_PORT", bad)]).unwrap_err();
+            assert_eq!(e.setting, "FUNCTIONS_CUSTOMHANDLER_PORT", "{bad}");
         }
     }
 

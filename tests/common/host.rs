@@ -251,7 +251,6 @@ impl FunctionsHost {
                     .collect()
             })
             .unwrap_or_default();
-        let port = super::free_port();
         let started = Instant::now();
         let mut cmd = Command::new(&exe_path);
         cmd.args(&args)
@@ -259,7 +258,7 @@ impl FunctionsHost {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&settings)
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", super::ANY_PORT.to_string())
             .env(
                 "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
                 uuid::Uuid::new_v4().to_string(),
@@ -278,8 +277,8 @@ impl FunctionsHost {
             .timeout(Duration::from_secs(240))
             .build()
             .unwrap();
+        let (port, ready_after) = super::wait_ready(&client, &mut child, &output, started).await;
         let worker = format!("http://127.0.0.1:{port}");
-        let ready_after = super::wait_ready(&client, port, &mut child, &output, started).await;
 
         let logs = Arc::new(Mutex::new(Vec::new()));
         let ids = Arc::new(Mutex::new(Vec::new()));

@@ -7,7 +7,6 @@ pub mod docs;
 pub mod host;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -280,12 +279,39 @@ pub struct Gateway {
     pub ready_after: Duration,
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port a child asks for: 0, any free one, bound by the child itself. Reserving a port
+/// here and releasing it for the child would leave a gap in which another test takes it;
+/// [`listening_port`] reads the one the child got.
+pub const ANY_PORT: u16 = 0;
+
+/// The TCP port `pid` listens on, read from its own sockets (`/proc/<pid>/fd`) and the kernel's
+/// table of IPv4 sockets: `None` until it listens. Unlike the start-up log line, this holds
+/// whatever `RUST_LOG` hides.
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // local_address is f[1] (hex ip:port), st f[3] (0A: LISTEN), inode f[9].
+        (f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]))
+            .then(|| u16::from_str_radix(f[1].rsplit(':').next()?, 16).ok())?
+    })
+}
+
+/// A loopback port on which nothing listens, kept so until the socket is dropped: bound but
+/// never listening, so a connection is refused and no other test can take the port.
+pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 pub fn install_crypto() {
@@ -320,7 +346,7 @@ pub fn assert_stops_on_bad_setting(
     within: Duration,
 ) {
     let started = Instant::now();
-    let (mut child, output) = spawn(env, free_port());
+    let (mut child, output) = spawn(env, ANY_PORT);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -347,25 +373,29 @@ pub fn assert_stops_on_bad_setting(
     );
 }
 
-/// Polls `GET http://127.0.0.1:<port>/` as the Functions host does (every 25 ms, 30 s limit)
-/// and returns the time since `started`; panics with the child's output if it exits first.
+/// Waits for the child to listen, then polls `GET http://127.0.0.1:<port>/` as the Functions
+/// host does (every 25 ms, 30 s limit); returns the port and the time since `started`; panics
+/// with the child's output if it exits first.
 pub async fn wait_ready(
     client: &reqwest::Client,
-    port: u16,
     child: &mut Child,
     output: &Output,
     started: Instant,
-) -> Duration {
-    let ready = format!("http://127.0.0.1:{port}/");
+) -> (u16, Duration) {
+    let mut port = None;
     loop {
-        if let Ok(r) = client
-            .get(&ready)
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-        {
-            assert_eq!(r.status(), 200, "GET / must answer 200");
-            return started.elapsed();
+        port = port.or_else(|| listening_port(child.id()));
+        if let Some(port) = port {
+            let ready = format!("http://127.0.0.1:{port}/");
+            if let Ok(r) = client
+                .get(&ready)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+            {
+                assert_eq!(r.status(), 200, "GET / must answer 200");
+                return (port, started.elapsed());
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
@@ -399,14 +429,13 @@ impl Gateway {
     /// Starts the gateway and waits, as the host does (poll `GET /` every 25 ms, 30 s limit).
     pub async fn start(env: &[(String, String)]) -> Self {
         install_crypto();
-        let port = free_port();
         let started = Instant::now();
-        let (mut child, output) = spawn(env, port);
+        let (mut child, output) = spawn(env, ANY_PORT);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(240))
             .build()
             .unwrap();
-        let ready_after = wait_ready(&client, port, &mut child, &output, started).await;
+        let (port, ready_after) = wait_ready(&client, &mut child, &output, started).await;
         Self {
             child,
             port,
