@@ -52,26 +52,30 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let attempts = std::sync::atomic::AtomicU32::new(0);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // The attempt's future goes to backon as it is: wrapping it to count attempts would copy
+    // the whole (large) future once more per attempt. Counting happens in the hooks instead:
+    // one attempt to start, one more after each wait that ran to its end.
+    let attempts = std::sync::Arc::new(AtomicU32::new(1));
     let last: std::sync::Mutex<Option<E>> = std::sync::Mutex::new(None);
-    let mut attempt = attempt;
-    let counted = || {
-        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let call = attempt();
-        async {
-            let result = call.await;
-            if let Err(e) = &result {
-                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-            }
-            result
-        }
-    };
-    let retrying = counted
+    let retrying = attempt
         .retry(backoff())
-        .sleep(tokio::time::sleep)
-        .when(E::retryable)
+        .sleep({
+            let attempts = std::sync::Arc::clone(&attempts);
+            move |wait| {
+                let attempts = std::sync::Arc::clone(&attempts);
+                async move {
+                    tokio::time::sleep(wait).await;
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .when(|e: &E| {
+            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+            e.retryable()
+        })
         .notify(|e, wait| {
-            let count = attempts.load(std::sync::atomic::Ordering::Relaxed);
+            let count = attempts.load(Ordering::Relaxed);
             tracing::info!(error = %e.describe(), wait_ms = wait.as_millis() as u64, attempts = count, "transient failure, retrying");
             on_wait(e, wait, count);
         })
@@ -84,7 +88,7 @@ where
     };
     Run {
         result,
-        attempts: attempts.load(std::sync::atomic::Ordering::Relaxed),
+        attempts: attempts.load(Ordering::Relaxed),
     }
 }
 
