@@ -30,15 +30,14 @@ pub struct EntraCallers {
     pub scope: CallerScope,
 }
 
-const DEPENDENT: [&str; 6] = [
-    "CALLER_TENANT_ID",
-    "CALLER_AUDIENCES",
-    "CALLER_ALLOWED_APP_IDS",
-    "CALLER_ALLOWED_OBJECT_IDS",
-    "CALLER_AUTHORITY",
-    // Without a known caller there is nothing to scope.
-    "CALLER_SCOPE",
-];
+/// The settings that only mean something with `CALLER_AUTH=entra` (`CALLER_SCOPE` included:
+/// without a known caller there is nothing to scope), taken from the one list of settings.
+fn dependent() -> impl Iterator<Item = &'static str> {
+    crate::config::SETTINGS
+        .iter()
+        .copied()
+        .filter(|s| s.starts_with("CALLER_") && *s != "CALLER_AUTH")
+}
 
 impl CallerAuth {
     /// Reads the `CALLER_*` settings through `get` (which already maps empty values to `None`).
@@ -50,7 +49,7 @@ impl CallerAuth {
         match mode.as_deref() {
             None | Some("function-key") => {
                 // A half-done setup must not look protected while it is not.
-                if let Some(set) = DEPENDENT.iter().find(|s| get(s).is_some()) {
+                if let Some(set) = dependent().find(|s| get(s).is_some()) {
                     return Err(ConfigError::new(
                         "CALLER_AUTH",
                         mode.as_deref().unwrap_or(""),
@@ -192,6 +191,21 @@ impl CallerScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settings_that_need_entra_are_every_caller_setting_but_the_mode() {
+        assert_eq!(
+            dependent().collect::<Vec<_>>(),
+            [
+                "CALLER_TENANT_ID",
+                "CALLER_AUDIENCES",
+                "CALLER_ALLOWED_APP_IDS",
+                "CALLER_ALLOWED_OBJECT_IDS",
+                "CALLER_AUTHORITY",
+                "CALLER_SCOPE",
+            ]
+        );
+    }
     use std::collections::HashMap;
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
