@@ -108,19 +108,27 @@ impl TokenIdentity {
 
     /// Whether the token carries the application permission that allows any resume.
     pub fn has_lifecycle_write(&self) -> bool {
-        self.roles
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(WRITE_PERMISSION))
+        self.has_role(WRITE_PERMISSION)
+    }
+
+    /// Whether the token carries the application permission `role`.
+    pub(crate) fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
     }
 
     /// What the token's roles say about the resume permission, for remedies: "the token
     /// carries no application permissions" or "the token carries X, Y but not …".
     pub(crate) fn roles_lacking_write(&self) -> String {
+        self.roles_lacking(WRITE_PERMISSION)
+    }
+
+    /// [`Self::roles_lacking_write`] for any permission.
+    pub(crate) fn roles_lacking(&self, permission: &str) -> String {
         if self.roles.is_empty() {
             "the token carries no application permissions".to_owned()
         } else {
             format!(
-                "the token carries {} but not {WRITE_PERMISSION}",
+                "the token carries {} but not {permission}",
                 self.roles.join(", ")
             )
         }
@@ -131,6 +139,24 @@ impl TokenIdentity {
 pub(crate) const WRITE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 /// Microsoft Graph's application permission to read workflows, tasks and extensions.
 pub(crate) const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
+
+/// Microsoft Graph's application permission for Entitlement Management's resume
+/// (graph-docs-contrib `accesspackageassignmentrequest-resume.md`, permissions table), and to
+/// read assignment requests and catalogs' custom extensions.
+pub(crate) const ACCESS_PACKAGE_WRITE_PERMISSION: &str = "EntitlementManagement.ReadWrite.All";
+
+/// The two ways to let the app `app` resume access-package requests, least privilege first;
+/// the one place that says how. The role alternative is from the resume page's app-only note
+/// (its beta version: "the calling app can be assigned one of the preceding supported roles
+/// instead of the EntitlementManagement.ReadWrite.All application permission").
+pub(crate) fn ways_to_allow_access_package_resume(app: &str) -> String {
+    format!(
+        "(1) least privilege: assign {app} the catalog role Access package assignment manager on the catalog of the access package \
+         (Entra admin center → Identity Governance → Catalogs → the catalog → Roles and administrators); or \
+         (2) grant {app} the Microsoft Graph application permission {ACCESS_PACKAGE_WRITE_PERMISSION} with admin consent. \
+         Entitlement Management has no per-extension list of apps allowed to resume"
+    )
+}
 
 /// The two ways to let the app `app` resume a task, least privilege first; the one place
 /// that says how, for the gateway's 403 answer and `handler check` alike.

@@ -35,7 +35,7 @@ pub enum Command {
     /// List tasks of a workflow still waiting on a custom task extension.
     Pending(PendingArgs),
     /// Resume one waiting task, exactly as the resume function would.
-    Resume(ResumeArgs),
+    Resume(Box<ResumeArgs>),
     /// Check settings, credential, identity, permission and Graph reachability.
     Check(CheckArgs),
     /// Allow an app (the gateway's identity) to resume one custom task extension's tasks.
@@ -69,7 +69,7 @@ pub struct PendingArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["workflow", "callback_uri_path", "callout"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["workflow", "callback_uri_path", "callout", "assignment_request"])))]
 pub struct ResumeArgs {
     /// Workflow id; needs --task and --result.
     #[arg(long, value_name = "ID", requires_all = ["task", "result"], value_parser = guid)]
@@ -83,12 +83,31 @@ pub struct ResumeArgs {
     /// The callout's callbackUriPath, as `handler pending` prints it.
     #[arg(long, value_name = "PATH")]
     pub callback_uri_path: Option<String>,
-    /// A file holding the Lifecycle Workflows callout (`-` reads standard input).
+    /// A file holding the callout, Lifecycle Workflows' or an access-package extension's
+    /// (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
     pub callout: Option<PathBuf>,
-    /// The outcome to record for the task (any case, as the resume function takes it).
+    /// Entitlement Management: the access package assignment request's id; needs
+    /// --stage-instance and --stage.
+    #[arg(long, value_name = "ID", requires_all = ["stage_instance", "stage"], value_parser = guid)]
+    pub assignment_request: Option<Guid>,
+    /// Entitlement Management: the callout's customExtensionStageInstanceId.
+    #[arg(long, value_name = "ID", requires = "assignment_request", value_parser = guid)]
+    pub stage_instance: Option<Guid>,
+    /// Entitlement Management: the stage the request waits at, e.g. assignmentRequestCreated.
+    #[arg(long, value_name = "STAGE", requires = "assignment_request")]
+    pub stage: Option<String>,
+    /// Entitlement Management: deny or cancel the request (only at assignmentRequestCreated);
+    /// without it the request continues.
+    #[arg(long, value_name = "denied|canceled", conflicts_with = "status")]
+    pub state: Option<String>,
+    /// Entitlement Management: sent to Graph as customExtensionStageInstanceDetail.
+    #[arg(long, value_name = "TEXT", conflicts_with = "status")]
+    pub detail: Option<String>,
+    /// Lifecycle Workflows: the outcome to record for the task (any case, as the resume
+    /// function takes it). Required for a task; an access-package resume takes none.
     #[arg(long, value_enum, ignore_case = true)]
-    pub status: StatusArg,
+    pub status: Option<StatusArg>,
     /// A status reason, for the record: logged and printed, never sent to Graph (its resume
     /// action has no place for reasons); repeat for several.
     #[arg(long = "reason", value_name = "TEXT")]
@@ -207,7 +226,7 @@ pub fn run(command: Command) -> ExitCode {
         // main handles serving itself: it owns the signal handling and the serve exit codes.
         Command::Serve => unreachable!("`serve` is dispatched by main"),
         Command::Pending(args) => ops::pending::main(args),
-        Command::Resume(args) => ops::resume::main(args),
+        Command::Resume(args) => ops::resume::main(*args),
         Command::Check(args) => ops::check::main(args),
         Command::Grant(args) => ops::grant::main(args),
     }

@@ -4,10 +4,15 @@
 //! The Lifecycle Workflows callout carries the subject's personal data; only the ids and
 //! `callbackUriPath` are read from it, and nothing of it is logged or kept.
 
+pub mod access_package;
 pub(crate) mod echo;
 pub(crate) mod ids;
 pub mod path;
 pub(crate) mod pruned;
+mod target;
+
+// Entitlement Management (issue 17): the two kinds of resume, and the dispatch between them.
+pub use target::{Resume, Target};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
