@@ -268,11 +268,11 @@ impl GatewayError {
             .with("field", field),
             Self::Request(e @ RequestError::CallbackPathRefused { field, .. }) => Problem::new(
                 "callback-path-refused",
-                "The callbackUriPath is not a Lifecycle Workflows resume path",
+                "The callbackUriPath is not a resume path the gateway calls",
                 StatusCode::BAD_REQUEST,
                 e.to_string(),
             )
-            .remedy("Pass callbackUriPath exactly as the Lifecycle Workflows callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls taskProcessingResults resume actions.")
+            .remedy("Pass callbackUriPath exactly as the callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls Lifecycle Workflows' taskProcessingResults resume actions and Entitlement Management's assignmentRequests resume action.")
             .with("field", field),
             Self::TooLarge(limit) => Problem::new(
                 "payload-too-large",

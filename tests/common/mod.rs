@@ -147,6 +147,49 @@ pub fn token_response(token: &str) -> ResponseTemplate {
     }))
 }
 
+/// An access package assignment request and a stage instance paused in it.
+pub const ASSIGNMENT_REQUEST: &str = "0e60f18c-b2a0-4887-9da8-da2e30a39d99";
+pub const STAGE_INSTANCE: &str = "957d0c50-466b-4840-bb5b-c92cea7141ff";
+/// Personal data in the access-package callout (the assignment's target and the requestor):
+/// it must never reach a log line.
+pub const ACCESS_PACKAGE_PERSONAL: [&str; 4] = [
+    "Grace Hopper",
+    "grace.hopper@contoso.com",
+    "Alan Turing",
+    "alan.turing@contoso.com",
+];
+
+pub fn assignment_request_path(request: &str) -> String {
+    format!("/identityGovernance/entitlementManagement/assignmentRequests/{request}/resume")
+}
+
+/// An Entitlement Management callout as the Logic App trigger receives it (the shape the
+/// platform notes give: `accessPackageAssignmentRequestCalloutData` with the assignment, its
+/// target user, the access package and the catalog).
+pub fn access_package_callout(request: &str, instance: &str, stage: &str) -> Value {
+    json!({
+        "source": "EntitlementManagement",
+        "type": format!("microsoft.graph.accessPackageCustomExtensionStage.{stage}"),
+        "data": {
+            "@odata.type": "#microsoft.graph.accessPackageAssignmentRequestCalloutData",
+            "callbackUriPath": assignment_request_path(request),
+            "customExtensionStageInstanceId": instance,
+            "stage": stage,
+            "accessPackageAssignmentRequestId": request,
+            "state": "submitted",
+            "requestType": "userAdd",
+            "accessPackage": {"id": "1b4c8f6e-2d3a-4e5f-9a0b-c1d2e3f4a5b6", "displayName": "Sales tools"},
+            "accessPackageCatalog": {"id": "4a5b6c7d-8e9f-4a0b-8c1d-2e3f4a5b6c7d", "displayName": "Sales"},
+            "assignment": {
+                "id": "6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f",
+                "target": {"id": "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a",
+                    "displayName": ACCESS_PACKAGE_PERSONAL[0], "email": ACCESS_PACKAGE_PERSONAL[1]}
+            },
+            "requestor": {"displayName": ACCESS_PACKAGE_PERSONAL[2], "email": ACCESS_PACKAGE_PERSONAL[3]}
+        }
+    })
+}
+
 /// A mock Graph.
 pub struct Graph {
     pub server: Server,
@@ -164,7 +207,7 @@ impl Graph {
         let g = Self::start().await;
         Mock::given(method("POST"))
             .and(wiremock::matchers::path_regex(
-                r"^/(v1\.0|beta)/identityGovernance/lifecycleWorkflows/.*[/.]resume$",
+                r"^/(v1\.0|beta)/identityGovernance/(lifecycleWorkflows|entitlementManagement)/.*[/.]resume$",
             ))
             .respond_with(
                 ResponseTemplate::new(204).insert_header("request-id", "graph-request-0001"),
