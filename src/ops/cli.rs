@@ -57,10 +57,15 @@ pub struct SignInArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["workflow", "access_packages"])))]
 pub struct PendingArgs {
     /// The workflow's id (a GUID).
     #[arg(long, value_name = "ID", value_parser = guid)]
-    pub workflow: Guid,
+    pub workflow: Option<Guid>,
+    /// Entitlement Management: says why Graph cannot list access-package requests waiting on
+    /// a callback, and what to do instead.
+    #[arg(long)]
+    pub access_packages: bool,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -142,6 +147,17 @@ pub struct CheckArgs {
     /// Also check this custom task extension's callbackConfiguration.authorizedApps.
     #[arg(long, value_name = "CUSTOM_TASK_EXTENSION_ID", value_parser = guid)]
     pub extension: Option<Guid>,
+    /// Entitlement Management: also check this catalog custom extension (with --catalog):
+    /// whether it waits for a resume, and the permission to resume.
+    #[arg(long, value_name = "ID", requires = "catalog", value_parser = guid)]
+    pub access_package_extension: Option<Guid>,
+    /// The catalog of --access-package-extension.
+    #[arg(long, value_name = "CATALOG_ID", requires = "access_package_extension", value_parser = guid)]
+    pub catalog: Option<Guid>,
+    /// Entitlement Management: also show this assignment request's custom extension callout
+    /// instances, and which one waits for a resume.
+    #[arg(long, value_name = "ID", value_parser = guid)]
+    pub assignment_request: Option<Guid>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
