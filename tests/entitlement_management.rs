@@ -398,3 +398,35 @@ async fn dry_run_shows_the_access_package_request() {
     );
     assert_eq!(graph.calls().await, 0);
 }
+
+/// The Logic App action for an access-package extension passes the trigger body through: with
+/// the sample callout filled in, the gateway takes it as an Entitlement Management resume; it
+/// is the Lifecycle Workflows action but for its body, and the docs show it as it is.
+#[test]
+fn the_logic_app_action_sample_passes_the_callout_through() {
+    use resume_gateway::request::Resume;
+    let read =
+        |p: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let action = read("samples/logic-app-action-access-package.json");
+    let inputs = &action["Resume_through_gateway"]["inputs"];
+    assert_eq!(inputs["body"], json!({"callout": "@triggerBody()"}));
+    let mut body = inputs["body"].clone();
+    body["callout"] = read("samples/access-package-callout.json");
+    let Ok(Resume::AccessPackage(request)) = Resume::parse(body.to_string().as_bytes()) else {
+        panic!("the gateway does not take {body} as an access-package resume");
+    };
+    assert_eq!(
+        request.target.request.request_id.as_str(),
+        ASSIGNMENT_REQUEST
+    );
+    let mut lifecycle = read("samples/logic-app-action.json");
+    lifecycle["Resume_through_gateway"]["inputs"]["body"] = inputs["body"].clone();
+    assert_eq!(lifecycle, action, "only the body differs");
+
+    let sample = std::fs::read_to_string("samples/logic-app-action-access-package.json").unwrap();
+    let page = common::docs::read(std::path::Path::new("docs/entitlement-management.md"));
+    assert!(
+        common::docs::blocks(&page).iter().any(|b| b.text == sample),
+        "docs/entitlement-management.md must show the sample verbatim"
+    );
+}
