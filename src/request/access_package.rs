@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::ids::Guid;
 use super::path::AssignmentRequestPath;
 use super::pruned::{self, Shape};
-use super::{RequestError, echo, kind, source_ok, without_position};
+use super::{RequestError, echo, guid, kind, source_ok, without_position};
 
 /// The longest `detail` sent as `customExtensionStageInstanceDetail`: Graph declares no limit
 /// (`Edm.String`), so the bound is the gateway's, as for Lifecycle Workflows' reasons.
@@ -411,10 +411,6 @@ fn path(field: &str, value: &Value) -> Result<AssignmentRequestPath, RequestErro
         field: field.to_owned(),
         detail: e.0,
     })
-}
-
-fn guid(field: &str, value: Option<&Value>) -> Result<Guid, RequestError> {
-    super::guid(field, value)
 }
 
 fn stage(field: &str, value: Option<&Value>) -> Result<Stage, RequestError> {
