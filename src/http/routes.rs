@@ -373,8 +373,9 @@ async fn handle(
         _ => None,
     };
     let resume = {
-        let (resumer, request) = (Arc::clone(&state.resumer), request.clone());
-        async move { resumer.resume(&request, started).await }
+        let resumer = Arc::clone(&state.resumer);
+        let (target, body) = (target.clone(), resumer.body(&request));
+        async move { resumer.send(target, body, started).await }
     };
     let shared = state.dedupe.run(&target, resume).await;
     match shared {

@@ -379,11 +379,27 @@ impl Resumer {
     /// Resumes the task (or the access-package request's stage), retrying transient
     /// failures until `started + deadline`.
     pub async fn resume(&self, request: &Resume, started: Instant) -> Result<Outcome, ResumeError> {
+        self.send(request.target(), self.body(request), started)
+            .await
+    }
+
+    /// What Graph receives for `request` (the settings' `source` when it gives none).
+    pub fn body(&self, request: &Resume) -> GraphBody {
+        GraphBody::new(request, &self.default_source)
+    }
+
+    /// [`Self::resume`] with the target and body already taken from the request, so that a
+    /// caller that needs the target itself (the function: for dedupe) copies nothing twice.
+    pub async fn send(
+        &self,
+        target: Target,
+        body: GraphBody,
+        started: Instant,
+    ) -> Result<Outcome, ResumeError> {
         let client_request_id = crate::graph::client_request_id();
-        let body = GraphBody::new(request, &self.default_source);
-        let target = request.target();
-        let outcome = |graph_status, graph_request_id, attempts, dry_run| Outcome {
-            target: target.clone(),
+        // Takes the target: a success moves it into the answer instead of copying it.
+        let outcome = |target, graph_status, graph_request_id, attempts, dry_run| Outcome {
+            target,
             graph_status,
             graph_request_id,
             client_request_id: client_request_id.clone(),
@@ -405,7 +421,7 @@ impl Resumer {
                 body = %serde_json::to_string(&dry.body).unwrap_or_default(),
                 "dry run: this request would be sent to Graph"
             );
-            return Ok(outcome(None, None, 0, Some(dry)));
+            return Ok(outcome(target, None, None, 0, Some(dry)));
         }
 
         let deadline = started + self.deadline;
@@ -424,6 +440,7 @@ impl Resumer {
         let last = match run.result {
             Ok(accepted) => {
                 return Ok(outcome(
+                    target,
                     Some(accepted.status),
                     accepted.request_id,
                     attempts,
