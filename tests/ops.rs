@@ -1641,3 +1641,93 @@ async fn check_says_whether_extension_scope_can_work() {
             .contains("CALLER_SCOPE=extension can work")
     );
 }
+
+/// The throwaway test-only key and certificate (see the file's header).
+const TEST_CERTIFICATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/test-only-client-certificate.pem"
+);
+
+#[tokio::test]
+async fn client_certificate_settings_are_checked_before_anything_is_called() {
+    let graph = Graph::start().await;
+    let identity = Identity::start().await;
+    let certificate = [
+        ("RESUME_CREDENTIAL", "client-certificate"),
+        ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+        ("AZURE_CLIENT_ID", OPERATOR_CLIENT),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", TEST_CERTIFICATE),
+    ];
+    let dir = std::env::temp_dir().join(format!("resume-gateway-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_only = dir.join("key-only.pem");
+    let text = std::fs::read_to_string(TEST_CERTIFICATE).unwrap();
+    std::fs::write(
+        &key_only,
+        &text[..text.find("-----BEGIN CERTIFICATE").unwrap()],
+    )
+    .unwrap();
+    let key_only = key_only.to_str().unwrap().to_owned();
+    let cases: [(&str, Option<&str>, &str); 4] = [
+        ("AZURE_CLIENT_CERTIFICATE_PATH", None, "(unset)"),
+        (
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            Some("/nonexistent/app.pem"),
+            "cannot read it",
+        ),
+        (
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            Some(&key_only),
+            "no certificate",
+        ),
+        ("AZURE_TENANT_ID", Some("contoso.example"), "a GUID"),
+    ];
+    for (setting, value, says) in cases {
+        let env: Vec<(&str, &str)> = certificate
+            .iter()
+            .filter(|(k, _)| *k != setting)
+            .copied()
+            .chain(value.map(|v| (setting, v)))
+            .collect();
+        let env = with(env_for(&graph, &identity), &env);
+        for command in [
+            vec!["pending", "--workflow", WORKFLOW],
+            vec!["check"],
+            vec![
+                "resume",
+                "--callback-uri-path",
+                &resume_path(WORKFLOW, TASK, RESULTS[0]),
+                "--status",
+                "completed",
+            ],
+        ] {
+            let ran = handler(&env, &command).await;
+            assert_eq!(ran.code, 2, "{command:?} {setting}: {}", ran.all());
+            // `check` prints its checklist on stdout, the others one line on stderr.
+            let all = ran.all();
+            let line = all.lines().find(|l| l.contains(setting));
+            let line = line.unwrap_or_else(|| panic!("{command:?} names {setting}: {}", ran.all()));
+            assert!(line.contains(says), "{line}");
+        }
+        let ran = handler(&env, &["pending", "--workflow", WORKFLOW, "--json"]).await;
+        assert_eq!(ran.code, 2);
+        assert!(
+            ran.json()["detail"].as_str().unwrap().contains(setting),
+            "{}",
+            ran.stdout
+        );
+    }
+    // The gateway itself refuses the operator credential at start, naming it.
+    let env = with(env_for(&graph, &identity), &certificate);
+    let ran = handler(&env, &["serve"]).await;
+    assert_eq!(ran.code, 2, "{}", ran.all());
+    assert!(
+        ran.all()
+            .contains("client-certificate is for the operator commands"),
+        "{}",
+        ran.all()
+    );
+    assert_eq!(identity.calls().await, 0);
+    assert_eq!(graph.calls().await, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
