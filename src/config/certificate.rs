@@ -90,7 +90,7 @@ fn parse(pem: &[u8]) -> Result<(Vec<u8>, String), String> {
             "CERTIFICATE" => certificates.push(der),
             "EC PRIVATE KEY" => {
                 return Err(
-                    "its key is an EC key; Entra ID's certificate credentials are RSA (RS256)"
+                    "its key is an EC key; Entra ID's certificate credentials are RSA (PS256)"
                         .into(),
                 );
             }

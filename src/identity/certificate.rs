@@ -5,8 +5,12 @@
 //!
 //! The assertion is the one Microsoft's identity platform documents for certificate
 //! credentials (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>):
-//! header `alg` RS256, `typ` JWT, `x5t#S256` the certificate's SHA-256 thumbprint; claims
+//! header `alg` PS256, `typ` JWT, `x5t#S256` the certificate's SHA-256 thumbprint; claims
 //! `aud` the token endpoint, `iss` = `sub` the client id, a fresh `jti`, `nbf`, `iat`, `exp`.
+//! PS256 with the SHA-256 thumbprint is the pair that page names and that MSAL sends to Entra
+//! ID (AzureAD/microsoft-authentication-library-for-dotnet#4428, MicrosoftDocs/entra-docs#1091);
+//! the SDK's OpenSSL credential still sends RS256 with the SHA-1 `x5t`, which the page no
+//! longer recommends.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -101,7 +105,7 @@ pub(crate) fn credential(
     let mut custom = CustomConfiguration::default();
     custom.authority_host = authority.to_owned();
     options.cloud = Some(Arc::new(CloudConfiguration::from(custom)));
-    let mut header = Header::new(Algorithm::RS256);
+    let mut header = Header::new(Algorithm::PS256);
     header.x5t_s256 = Some(certificate.thumbprint_s256.clone());
     let assertion = CertificateAssertion {
         key: EncodingKey::from_rsa_der(certificate.key_der()),
@@ -209,7 +213,7 @@ mod tests {
             &public.e().to_be_bytes_trimmed_vartime(),
         );
         let endpoint = format!("{AUTHORITY}/{TENANT}/oauth2/v2.0/token");
-        let mut validation = Validation::new(Algorithm::RS256);
+        let mut validation = Validation::new(Algorithm::PS256);
         validation.set_audience(&[&endpoint]);
         validation.set_issuer(&[CLIENT]);
         validation.sub = Some(CLIENT.into());
@@ -328,7 +332,7 @@ mod tests {
 
     #[test]
     fn the_assertion_is_signed_for_the_token_endpoint_it_is_sent_to() {
-        let mut header = Header::new(Algorithm::RS256);
+        let mut header = Header::new(Algorithm::PS256);
         header.x5t_s256 = Some(certificate().thumbprint_s256.clone());
         let assertion = CertificateAssertion {
             key: EncodingKey::from_rsa_der(certificate().key_der()),
