@@ -42,20 +42,30 @@ impl Ran {
     }
 }
 
-/// Runs `handler <args>` with exactly `env` (plus PATH), off the test's runtime so the mocks
-/// keep answering.
+/// Runs `handler <args>` with exactly `env` (plus PATH).
 async fn handler(env: &[(String, String)], args: &[&str]) -> Ran {
-    let env = env.to_vec();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+    command.args(args);
+    run(command, env).await
+}
+
+/// Runs `line` in a POSIX shell in `dir`, with exactly `env` (plus PATH).
+async fn shell(dir: &std::path::Path, env: &[(String, String)], line: &str) -> Ran {
+    let mut command = Command::new("sh");
+    command.args(["-c", line]).current_dir(dir);
+    run(command, env).await
+}
+
+/// Runs `command` with exactly `env` (plus PATH), off the test's runtime so the mocks keep
+/// answering.
+async fn run(mut command: Command, env: &[(String, String)]) -> Ran {
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.to_vec())
+        .stdin(Stdio::null());
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_handler"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the handler binary runs");
+        let out = command.output().expect("the command runs");
         Ran {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1737,29 +1747,6 @@ async fn client_certificate_settings_are_checked_before_anything_is_called() {
     assert_eq!(identity.calls().await, 0);
     assert_eq!(graph.calls().await, 0);
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// Runs `line` in a POSIX shell in `dir`, with exactly `env` (plus PATH).
-async fn shell(dir: &std::path::Path, env: &[(String, String)], line: &str) -> Ran {
-    let (dir, env, line) = (dir.to_owned(), env.to_vec(), line.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("sh")
-            .args(["-c", &line])
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::null())
-            .output()
-            .expect("sh runs");
-        Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
