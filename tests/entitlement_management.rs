@@ -377,12 +377,10 @@ async fn a_forbidden_resume_names_the_entitlement_management_permission() {
 #[tokio::test]
 async fn dry_run_shows_the_access_package_request() {
     let (graph, identity) = (Graph::accepting().await, Identity::start().await);
-    let gw = Gateway::start(&env_with(&graph, &identity, &[("RESUME_DRY_RUN", "true")])).await;
-    let (status, _, body) = answer(
-        gw.resume(&callout_request(1, "assignmentOneDayBeforeExpiration"))
-            .await,
-    )
-    .await;
+    let mut gw = Gateway::start(&env_with(&graph, &identity, &[("RESUME_DRY_RUN", "true")])).await;
+    let mut request = callout_request(1, "assignmentOneDayBeforeExpiration");
+    request["detail"] = json!("Grace's manager confirmed by phone");
+    let (status, _, body) = answer(gw.resume(&request).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"], "dry-run");
     assert!(
@@ -396,7 +394,22 @@ async fn dry_run_shows_the_access_package_request() {
         body["request"]["body"]["type"],
         "microsoft.graph.accessPackageCustomExtensionStage.assignmentOneDayBeforeExpiration"
     );
+    assert_eq!(
+        body["request"]["body"]["data"]["customExtensionStageInstanceDetail"],
+        "Grace's manager confirmed by phone",
+        "the answer shows what would be sent"
+    );
     assert_eq!(graph.calls().await, 0);
+    gw.terminate();
+    gw.wait_exit(Duration::from_secs(20)).await;
+    gw.output.wait_closed(Duration::from_secs(20));
+    let logs = gw.output.all();
+    assert!(logs.contains("dry run"), "{logs}");
+    assert!(logs.contains("(34 characters, not logged)"), "{logs}");
+    assert!(
+        !logs.contains("confirmed by phone"),
+        "the detail was logged: {logs}"
+    );
 }
 
 /// The Logic App action for an access-package extension passes the trigger body through: with

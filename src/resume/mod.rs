@@ -418,7 +418,7 @@ impl Resumer {
             };
             tracing::info!(
                 url = %dry.url,
-                body = %serde_json::to_string(&dry.body).unwrap_or_default(),
+                body = %serde_json::to_string(&for_log(&dry.body)).unwrap_or_default(),
                 "dry run: this request would be sent to Graph"
             );
             return Ok(outcome(target, None, None, 0, Some(dry)));
@@ -635,6 +635,25 @@ impl Resumer {
             attempts,
             client_request_id,
         }
+    }
+}
+
+/// A body as a log line may show it: an access-package resume's `detail` is a caller's free
+/// text about a person (the answer gives it back; the log keeps only its length).
+fn for_log(body: &GraphBody) -> std::borrow::Cow<'_, GraphBody> {
+    match body {
+        GraphBody::AccessPackage(b) => match &b.data.custom_extension_stage_instance_detail {
+            Some(detail) => {
+                let mut b = b.clone();
+                b.data.custom_extension_stage_instance_detail = Some(format!(
+                    "({} characters, not logged)",
+                    detail.chars().count()
+                ));
+                std::borrow::Cow::Owned(GraphBody::AccessPackage(b))
+            }
+            None => std::borrow::Cow::Borrowed(body),
+        },
+        GraphBody::Task(_) => std::borrow::Cow::Borrowed(body),
     }
 }
 
