@@ -162,6 +162,22 @@ mod tests {
             em("assignmentRequestCreated", S),
             Resume::AccessPackage(_)
         ));
+        // The fast path never takes an access-package body (nor one that carries an
+        // operationStatus beside an access-package callout): the complete parsers decide.
+        let callout = json!({"callout": {"data": {
+            "@odata.type": "#microsoft.graph.accessPackageAssignmentRequestCalloutData",
+            "callbackUriPath": format!("/identityGovernance/entitlementManagement/assignmentRequests/{A}/resume"),
+            "customExtensionStageInstanceId": S, "stage": "assignmentRequestCreated"}}});
+        let mut with_status = callout.clone();
+        with_status["operationStatus"] = json!("completed");
+        for body in [callout, with_status] {
+            let bytes = body.to_string().into_bytes();
+            assert!(fast::parse(&bytes).is_none(), "{body}");
+            assert!(
+                !matches!(Resume::parse(&bytes), Ok(Resume::Task(_))),
+                "{body}"
+            );
+        }
         // Lifecycle Workflows refusals are unchanged.
         let e = Resume::parse(br#"{"operationStatus":"done"}"#).unwrap_err();
         assert_eq!(e.field_name(), Some("operationStatus"));
