@@ -381,7 +381,7 @@ impl TokenSource {
 
     /// Builds the credential the settings ask for.
     pub fn from_config(config: &Config) -> Result<Self, CredentialSetupError> {
-        let source = CredentialSource::resolve(&config.credential, |k| std::env::var(k).ok());
+        let source = CredentialSource::resolve(&config.credential, |k| config.platform(k));
         // The gateway has no person at a terminal to enter a code, and a Function App has its
         // managed identity and no place for a key file.
         if matches!(
@@ -756,6 +756,30 @@ mod tests {
         let env = |_: &str| Some("x".to_string());
         assert_eq!(
             CredentialSource::resolve(&CredentialKind::Developer, env),
+            CredentialSource::Developer
+        );
+    }
+
+    #[test]
+    fn the_credential_is_chosen_from_the_settings_not_the_process_environment() {
+        // The test process has no IDENTITY_ENDPOINT; the settings do.
+        assert!(std::env::var_os("IDENTITY_ENDPOINT").is_none());
+        let settings = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(|k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap()
+        };
+        let platform = settings(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token")]);
+        assert_eq!(
+            TokenSource::from_config(&platform).unwrap().source(),
+            CredentialSource::ManagedIdentity
+        );
+        assert_eq!(
+            TokenSource::from_config(&settings(&[])).unwrap().source(),
             CredentialSource::Developer
         );
     }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::ids::Guid;
 use super::path::AssignmentRequestPath;
 use super::pruned::{self, Shape};
-use super::{RequestError, echo, guid, kind, source_ok, without_position};
+use super::{RequestError, Text, echo, guid, kind, source_ok, without_position};
 
 /// The longest `detail` sent as `customExtensionStageInstanceDetail`: Graph declares no limit
 /// (`Edm.String`), so the bound is the gateway's, as for Lifecycle Workflows' reasons.
@@ -337,7 +337,12 @@ fn from_callout(callout: &Value) -> Result<Parts, RequestError> {
         .map(|p| path("callout.data.callbackUriPath", p))
         .transpose()?;
     let by_id = get("accessPackageAssignmentRequestId")
-        .map(|v| guid("callout.data.accessPackageAssignmentRequestId", Some(v)))
+        .map(|v| {
+            guid(
+                "callout.data.accessPackageAssignmentRequestId",
+                Some(Text::of(v)),
+            )
+        })
         .transpose()?;
     let request = match (by_path, by_id) {
         (Some(p), Some(id)) if p.request_id != id => {
@@ -362,7 +367,7 @@ fn from_callout(callout: &Value) -> Result<Parts, RequestError> {
         request,
         guid(
             "callout.data.customExtensionStageInstanceId",
-            get("customExtensionStageInstanceId"),
+            get("customExtensionStageInstanceId").map(Text::of),
         )?,
         stage("callout.data.stage", get("stage"))?,
     ))
@@ -378,7 +383,9 @@ fn explicit<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<Parts, Reque
                 ),
             ));
         }
-        (Some(id), None) => AssignmentRequestPath::from_id(guid("assignmentRequestId", Some(id))?),
+        (Some(id), None) => {
+            AssignmentRequestPath::from_id(guid("assignmentRequestId", Some(Text::of(id)))?)
+        }
         (None, Some(p)) => path("callbackUriPath", p)?,
         (None, None) => {
             return Err(RequestError::field(
@@ -395,7 +402,7 @@ fn explicit<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<Parts, Reque
     })?;
     Ok((
         request,
-        guid("customExtensionStageInstanceId", Some(instance))?,
+        guid("customExtensionStageInstanceId", Some(Text::of(instance)))?,
         stage("stage", get("stage"))?,
     ))
 }
