@@ -6,12 +6,14 @@
 mod common;
 
 use common::app::{App, spawn_app};
+use common::caller::*;
 use common::*;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 #[tokio::test]
 async fn callout_is_resumed_with_the_documented_graph_request() {
@@ -540,4 +542,453 @@ async fn malformed_callout_ids_are_refused_and_nothing_is_sent() {
     }
     assert_eq!(graph.calls().await, 0);
     assert_eq!(identity.calls().await, 0);
+}
+
+// Callers with Entra ID app tokens (`CALLER_AUTH=entra`, `common::caller`): allow-lists, signing
+// key rotation, unreachable keys, and the per-extension check (`CALLER_SCOPE=extension`) with
+// mock Graph answering its reads as Graph's v1.0 metadata shapes them. The attack matrix, whose
+// answers are checked against the log lines, and the settings that stop the process stay in
+// `caller_auth.rs`.
+
+#[tokio::test]
+async fn object_id_allow_list_narrows_the_allowed_apps() {
+    let key = Key::generate("key-1");
+    let entra = Entra::serving(&[&key]).await;
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let mut env = caller_env(&graph, &identity, &entra);
+    env.push((
+        "CALLER_ALLOWED_OBJECT_IDS".into(),
+        "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d".into(),
+    ));
+    env.push(("RESUME_DRY_RUN".into(), "true".into()));
+    let gw = spawn_app(&env).await;
+    let (status, _, problem) = call(&gw, Some(&format!("Bearer {}", key.sign(&v1_claims())))).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["claim"], "oid");
+    assert_eq!(problem["callerObjectId"], LOGIC_APP_OBJECT);
+    let allowed = with_claims(
+        v1_claims(),
+        &[
+            ("oid", json!("7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d")),
+            ("sub", json!("7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d")),
+        ],
+    );
+    let (status, _, body) = call(&gw, Some(&format!("Bearer {}", key.sign(&allowed)))).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn rotated_keys_are_picked_up_with_one_refresh_and_forged_kids_cannot_force_more() {
+    let old = Key::generate("key-2026-10");
+    let new = Key::generate("key-2026-11");
+    let entra = Entra::serving(&[&old]).await;
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let mut env = caller_env(&graph, &identity, &entra);
+    env.push(("RESUME_DRY_RUN".into(), "true".into()));
+    let gw = Arc::new(spawn_app(&env).await);
+
+    // The first request after a successful start-up fetch uses the cached keys.
+    wait_for_key_fetch(&entra).await;
+    let (status, _, body) = call(&gw, Some(&format!("Bearer {}", old.sign(&v1_claims())))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(entra.key_fetches().await, 1);
+
+    // Entra rotates: only the new key is published now.
+    entra.serve(&[&new]).await;
+    let (status, _, body) = call(&gw, Some(&format!("Bearer {}", new.sign(&v1_claims())))).await;
+    assert_eq!(status, 200, "a token signed by the new key: {body}");
+    assert_eq!(entra.key_fetches().await, 1, "exactly one refresh");
+
+    // A flood of random key ids inside the refresh interval costs Entra nothing more.
+    let mut tasks = tokio::task::JoinSet::new();
+    let claims = v1_claims();
+    let forged: Vec<String> = (0..1000)
+        .map(|_| {
+            let kid = format!("{:032x}", fastrand::u128(..));
+            new.sign_as(&kid, &claims)
+        })
+        .collect();
+    let forged = Arc::new(forged);
+    let started = Instant::now();
+    for worker in 0..20 {
+        let gw = Arc::clone(&gw);
+        let forged = Arc::clone(&forged);
+        tasks.spawn(async move {
+            let mut statuses = vec![];
+            for token in forged.iter().skip(worker).step_by(20) {
+                let r = gw
+                    .resume_with(
+                        &resume_body(),
+                        &[("authorization", &format!("Bearer {token}"))],
+                    )
+                    .await;
+                statuses.push(r.status().as_u16());
+            }
+            statuses
+        });
+    }
+    let mut refused = 0;
+    while let Some(statuses) = tasks.join_next().await {
+        for s in statuses.unwrap() {
+            assert_eq!(s, 401);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1000);
+    println!("1000 forged kids answered in {:?}", started.elapsed());
+    assert_eq!(
+        entra.key_fetches().await,
+        1,
+        "no refresh within the interval, however many unknown kids"
+    );
+    // The retired key's tokens are now refused.
+    let (status, _, problem) = call(&gw, Some(&format!("Bearer {}", old.sign(&v1_claims())))).await;
+    assert_eq!(status, 401);
+    assert_eq!(problem["claim"], "kid");
+    assert_eq!(graph.calls().await, 0, "dry run");
+}
+
+#[tokio::test]
+async fn unreachable_keys_with_nothing_cached_is_503_and_no_graph_call() {
+    let entra = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&entra)
+        .await;
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let mut env = env_for(&graph, &identity);
+    for (k, v) in [
+        ("CALLER_AUTH", "entra"),
+        ("CALLER_TENANT_ID", TENANT),
+        ("CALLER_AUDIENCES", AUDIENCE_URI),
+        ("CALLER_ALLOWED_APP_IDS", LOGIC_APP_ID),
+        ("CALLER_AUTHORITY", &entra.uri()),
+    ] {
+        env.push((k.into(), v.to_string()));
+    }
+    let gw = spawn_app(&env).await;
+    let key = Key::generate("key-x");
+    let r = gw
+        .resume_with(
+            &resume_body(),
+            &[(
+                "authorization",
+                &format!("Bearer {}", key.sign(&v1_claims())),
+            )],
+        )
+        .await;
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, content_type, problem) = answer(r).await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:caller-keys-unavailable"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("503"),
+        "{problem}"
+    );
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(graph.calls().await, 0);
+    assert_eq!(identity.calls().await, 0);
+}
+
+#[tokio::test]
+async fn extension_scope_resumes_only_for_listed_callers_reading_twice_for_five_resumes() {
+    let t = Tenant::start().await;
+    let (task, extension) = (task_n(1), extension_n(1));
+    serve_custom_task(&t.graph, &task, &extension).await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID], 5).await;
+    let gw = t.app(&[]).await;
+
+    let logic_app = t.bearer(LOGIC_APP_ID);
+    for n in 1..=5 {
+        let (status, _, body) = resume_as(&gw, &logic_app, &ids_body(&task, n)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["authorization"],
+            format!("authorized by custom task extension {extension}")
+        );
+    }
+    let reads = graph_reads(&t.graph).await;
+    println!("5 resumes of one task: {} Graph reads", reads.len());
+    assert!(reads.len() <= 2, "{reads:?}");
+    assert_eq!(graph_resumes(&t.graph).await, 5);
+
+    // Allowed to call the gateway, but not listed by this task's extension.
+    let (status, _, problem) =
+        resume_as(&gw, &t.bearer(STRANGER_APP_ID), &ids_body(&task, 6)).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:caller-not-authorized-for-extension"
+    );
+    assert_eq!(problem["extensionId"], extension.as_str());
+    assert_eq!(problem["callerAppId"], STRANGER_APP_ID);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&extension) && detail.contains(STRANGER_APP_ID),
+        "{detail}"
+    );
+    assert!(
+        problem["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("authorizedApps")
+    );
+    assert_eq!(
+        graph_resumes(&t.graph).await,
+        5,
+        "no resume for a refused caller"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_added_after_a_refusal_is_honoured_on_the_next_request() {
+    let t = Tenant::start().await;
+    let (task, extension) = (task_n(2), extension_n(2));
+    serve_custom_task(&t.graph, &task, &extension).await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID], 5).await;
+    let gw = t.app(&[]).await;
+    let stranger = t.bearer(STRANGER_APP_ID);
+
+    let (status, _, problem) = resume_as(&gw, &stranger, &ids_body(&task, 1)).await;
+    assert_eq!(status, 403, "{problem}");
+    // The tenant's admin adds the stranger to the extension's authorizedApps.
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID, STRANGER_APP_ID], 1).await;
+    let (status, _, body) = resume_as(&gw, &stranger, &ids_body(&task, 1)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(graph_resumes(&t.graph).await, 1);
+    let reads = graph_reads(&t.graph).await;
+    assert_eq!(
+        reads.len(),
+        3,
+        "task, extension, then one re-read after the cached refusal: {reads:?}"
+    );
+}
+
+#[tokio::test]
+async fn extension_scope_fails_closed_when_graph_cannot_be_read_or_the_task_has_no_extension() {
+    let t = Tenant::start().await;
+    let (down, forbidden, no_extension, other, missing) =
+        (task_n(1), task_n(2), task_n(3), task_n(4), task_n(5));
+    serve_task(
+        &t.graph,
+        &down,
+        ResponseTemplate::new(503).insert_header("retry-after", "1"),
+    )
+    .await;
+    serve_task(
+        &t.graph,
+        &forbidden,
+        ResponseTemplate::new(403).set_body_json(json!({"error": {"code": "Forbidden", "message": "Insufficient privileges to complete the operation."}})),
+    )
+    .await;
+    // Names an extension that does not exist: the mock answers 404 for it.
+    serve_custom_task(&t.graph, &missing, &extension_n(99)).await;
+    serve_task(
+        &t.graph,
+        &other,
+        ResponseTemplate::new(200).set_body_json(task_json(
+            &other,
+            OTHER_TASK_DEFINITION,
+            &extension_n(1),
+        )),
+    )
+    .await;
+    let no_argument =
+        json!({"id": no_extension, "taskDefinitionId": CUSTOM_TASK_DEFINITION, "arguments": []});
+    serve_task(
+        &t.graph,
+        &no_extension,
+        ResponseTemplate::new(200).set_body_json(no_argument),
+    )
+    .await;
+    let gw = t.app(&[("RESUME_DEADLINE_SECONDS", "3")]).await;
+    let logic_app = t.bearer(LOGIC_APP_ID);
+
+    let started = Instant::now();
+    let (status, retry_after, problem) = resume_as(&gw, &logic_app, &ids_body(&down, 1)).await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:authorization-unavailable"
+    );
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        problem["attempts"].as_u64().unwrap() >= 2,
+        "retried: {problem}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "kept the deadline"
+    );
+
+    let (status, _, problem) = resume_as(&gw, &logic_app, &ids_body(&forbidden, 2)).await;
+    assert_eq!(status, 424, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "urn:resume-gateway:problem:authorization-read-forbidden"
+    );
+    let remedy = problem["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("LifecycleWorkflows.Read.All") && remedy.contains("CALLER_SCOPE=tenant"),
+        "{remedy}"
+    );
+    assert_eq!(problem["graph"]["status"], 403);
+
+    for task in [&missing, &other, &no_extension] {
+        let (status, _, problem) = resume_as(&gw, &logic_app, &ids_body(task, 3)).await;
+        assert_eq!(status, 403, "{task}: {problem}");
+        assert_eq!(
+            problem["type"],
+            "urn:resume-gateway:problem:caller-not-authorized-for-extension"
+        );
+    }
+    assert_eq!(
+        graph_resumes(&t.graph).await,
+        0,
+        "never a resume without a positive check"
+    );
+}
+
+#[tokio::test]
+async fn runs_paths_resolve_the_task_through_the_result() {
+    let t = Tenant::start().await;
+    let (task, extension) = (task_n(7), extension_n(7));
+    let result =
+        format!("{GRAPH_LW}/workflows/{WORKFLOW}/runs/{RUN}/taskProcessingResults/{RESULT}");
+    Mock::given(method("GET"))
+        .and(path(result.clone()))
+        .and(wiremock::matchers::query_param("$expand", "task"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": RESULT, "processingStatus": "inProgress",
+            "createdDateTime": "2026-11-28T10:00:00Z",
+            "task": task_json(&task, CUSTOM_TASK_DEFINITION, &extension)
+        })))
+        .mount(&t.graph.server)
+        .await;
+    serve_extension(&t.graph, &extension, &[LOGIC_APP_ID], 5).await;
+    let gw = t.app(&[]).await;
+
+    let body = json!({"operationStatus": "completed", "callbackUriPath": format!("{}/resume", &result["/v1.0".len()..])});
+    let (status, _, answer) = resume_as(&gw, &t.bearer(LOGIC_APP_ID), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let reads = graph_reads(&t.graph).await;
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(
+        reads[0].contains(&format!("{result}?$expand=task")),
+        "{reads:?}"
+    );
+    assert!(reads.iter().all(|r| !r.contains("/tasks/")), "{reads:?}");
+    let (status, _, _) = resume_as(&gw, &t.bearer(STRANGER_APP_ID), &body).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn a_burst_over_ten_tasks_reads_each_once_and_a_warm_cache_adds_little_latency() {
+    const REQUESTS: usize = 1000;
+    const TASKS: usize = 10;
+    const EXTENSIONS: usize = 5;
+    let t = Tenant::start().await;
+    for i in 0..TASKS {
+        serve_custom_task(&t.graph, &task_n(i), &extension_n(i % EXTENSIONS)).await;
+    }
+    for e in 0..EXTENSIONS {
+        serve_extension(&t.graph, &extension_n(e), &[LOGIC_APP_ID], 5).await;
+    }
+    let scoped = Arc::new(t.app(&[]).await);
+    let tenant = t.app(&[("CALLER_SCOPE", "tenant")]).await;
+    let auth = Arc::new(t.bearer(LOGIC_APP_ID));
+
+    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..REQUESTS {
+        let (gw, auth, limit) = (scoped.clone(), auth.clone(), limit.clone());
+        burst.spawn(async move {
+            let _permit = limit.acquire().await.unwrap();
+            resume_as(&gw, &auth, &ids_body(&task_n(n % TASKS), n))
+                .await
+                .0
+        });
+    }
+    let statuses = burst.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let reads = graph_reads(&t.graph).await.len();
+    println!(
+        "burst of {REQUESTS} requests over {TASKS} tasks ({EXTENSIONS} extensions), concurrency 64: {reads} Graph reads, {:.3} reads per request",
+        reads as f64 / REQUESTS as f64
+    );
+    assert!(reads <= TASKS + EXTENSIONS, "{reads} reads");
+
+    // Warm cache: the same requests, one at a time, alternating between the two gateways.
+    let mut latency = [Vec::new(), Vec::new()];
+    for n in 0..400 {
+        let (i, gw) = if n % 2 == 0 {
+            (0, &*scoped)
+        } else {
+            (1, &tenant)
+        };
+        let body = ids_body(&task_n(n % TASKS), REQUESTS + n);
+        let at = Instant::now();
+        assert_eq!(resume_as(gw, &auth, &body).await.0, 200);
+        latency[i].push(at.elapsed());
+    }
+    assert_eq!(
+        graph_reads(&t.graph).await.len(),
+        reads,
+        "a warm cache reads nothing"
+    );
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (scoped_median, tenant_median) = (median(&mut latency[0]), median(&mut latency[1]));
+    let ratio = scoped_median.as_secs_f64() / tenant_median.as_secs_f64();
+    println!(
+        "warm cache, 200 sequential requests each: median {:.2} ms with CALLER_SCOPE=extension, {:.2} ms with tenant: ratio {ratio:.2}",
+        scoped_median.as_secs_f64() * 1e3,
+        tenant_median.as_secs_f64() * 1e3
+    );
+    // Generous for a shared machine; a cache that went to Graph would show in the reads above.
+    assert!(ratio < 3.0, "ratio {ratio:.2}");
+}
+
+/// Entitlement Management records no apps allowed to resume (its extensions' v1.0
+/// callbackConfiguration has only timeoutDuration): under CALLER_SCOPE=extension an
+/// access-package resume is refused for every caller, dry-run or not, with nothing sent or
+/// read; CALLER_SCOPE=tenant lets an allowed caller through.
+#[tokio::test]
+async fn extension_scope_refuses_access_package_resumes_and_tenant_scope_lets_them_through() {
+    let t = Tenant::start().await;
+    let body = json!({"callout": access_package_callout(ASSIGNMENT_REQUEST, STAGE_INSTANCE, "assignmentRequestApproved")});
+    for extra in [&[][..], &[("RESUME_DRY_RUN", "true")][..]] {
+        let gw = t.app(extra).await;
+        let (status, _, problem) = resume_as(&gw, &t.bearer(LOGIC_APP_ID), &body).await;
+        assert_eq!(status, 403, "{problem}");
+        assert_eq!(
+            problem["type"],
+            "urn:resume-gateway:problem:caller-scope-unsupported"
+        );
+        assert_eq!(problem["callerAppId"], LOGIC_APP_ID);
+        assert!(
+            problem["remedy"]
+                .as_str()
+                .unwrap()
+                .contains("CALLER_SCOPE=tenant"),
+            "{problem}"
+        );
+        assert!(t.graph.requests().await.is_empty(), "nothing read or sent");
+    }
+    let gw = t.app(&[("CALLER_SCOPE", "tenant")]).await;
+    let (status, _, answer) = resume_as(&gw, &t.bearer(STRANGER_APP_ID), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(graph_resumes(&t.graph).await, 1);
 }

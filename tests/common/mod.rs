@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod caller;
 pub mod docs;
 pub mod host;
 
@@ -553,6 +554,16 @@ pub trait Endpoint {
             req = req.header(*k, *v);
         }
         async move { req.send().await.expect("the gateway answers") }
+    }
+}
+
+/// A gateway shared between the tasks of a test.
+impl<T: Endpoint> Endpoint for Arc<T> {
+    fn port(&self) -> u16 {
+        (**self).port()
+    }
+    fn client(&self) -> &reqwest::Client {
+        (**self).client()
     }
 }
 
