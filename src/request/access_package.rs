@@ -162,15 +162,8 @@ pub(super) fn parse(body: &[u8]) -> Option<Result<AccessPackageResume, RequestEr
 fn callout_of(value: Option<&Value>) -> Option<Result<Value, RequestError>> {
     match value? {
         Value::String(text) => Some(
-            pruned::from_str(text, Shape::Object(CALLOUT, &Shape::Kind)).map_err(|e| {
-                RequestError::field(
-                    "callout",
-                    format!(
-                        "is a string that is not JSON ({}); pass the callout object, e.g. @triggerBody()",
-                        without_position(&e)
-                    ),
-                )
-            }),
+            pruned::from_str(text, Shape::Object(CALLOUT, &Shape::Kind))
+                .map_err(|e| RequestError::callout_not_json(&without_position(&e))),
         ),
         other => Some(Ok(other.clone())),
     }
@@ -283,10 +276,7 @@ type Parts = (AssignmentRequestPath, Guid, Stage);
 
 fn from_callout(callout: &Value) -> Result<Parts, RequestError> {
     let Some(data) = callout.get("data").and_then(Value::as_object) else {
-        return Err(RequestError::field(
-            "callout.data",
-            "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
-        ));
+        return Err(RequestError::no_callout_data());
     };
     let get = |name: &str| data.get(name).filter(|v| !v.is_null());
     let by_path = get("callbackUriPath")

@@ -101,6 +101,25 @@ impl RequestError {
         }
     }
 
+    /// A callout without `data`, of either kind.
+    fn no_callout_data() -> Self {
+        Self::field(
+            "callout.data",
+            "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
+        )
+    }
+
+    /// A callout sent as a string (Logic Apps' `@{triggerBody()}`) that does not parse, with
+    /// serde_json's reason; of either kind.
+    fn callout_not_json(reason: &str) -> Self {
+        Self::field(
+            "callout",
+            format!(
+                "is a string that is not JSON ({reason}); pass the callout object, e.g. @triggerBody()"
+            ),
+        )
+    }
+
     /// The field at fault, when there is one.
     pub fn field_name(&self) -> Option<&str> {
         match self {
@@ -442,20 +461,8 @@ impl Callout<'_> {
     fn target(&self) -> Result<ResumeTarget, RequestError> {
         let data = match self {
             Self::Read(Some(data)) => data,
-            Self::Read(None) => {
-                return Err(RequestError::field(
-                    "callout.data",
-                    "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
-                ));
-            }
-            Self::NotJson(reason) => {
-                return Err(RequestError::field(
-                    "callout",
-                    format!(
-                        "is a string that is not JSON ({reason}); pass the callout object, e.g. @triggerBody()"
-                    ),
-                ));
-            }
+            Self::Read(None) => return Err(RequestError::no_callout_data()),
+            Self::NotJson(reason) => return Err(RequestError::callout_not_json(reason)),
             Self::Not(kind) => {
                 return Err(RequestError::field(
                     "callout",
