@@ -257,6 +257,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_retry_after_waits_follow_the_doubling_schedule_past_three_retries() {
+        // Seeded, so the jitter this test meets is the same on every run.
+        fastrand::seed(14);
+        let calls = AtomicU32::new(0);
+        let waits = std::sync::Mutex::new(Vec::new());
+        let run = run(
+            Instant::now() + Duration::from_secs(30),
+            || async {
+                let n = calls.fetch_add(1, Ordering::Relaxed);
+                if n < 4 {
+                    Err(Fail {
+                        retry_after: None,
+                        ..transient(n)
+                    })
+                } else {
+                    Ok(n)
+                }
+            },
+            |_, wait, _| waits.lock().unwrap().push(wait),
+        )
+        .await;
+        assert_eq!(run.result.unwrap(), 4);
+        assert_eq!(run.attempts, 5);
+        let waits = waits.into_inner().unwrap();
+        let steps = [200, 400, 800, 1600].map(Duration::from_millis);
+        assert_eq!(waits.len(), steps.len());
+        for (wait, step) in waits.iter().zip(steps) {
+            assert!(*wait <= step, "{waits:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_wait_that_would_leave_no_attempt_budget_gives_up_with_the_failure() {
         // Retry-After fits in the deadline, but not with the minimum budget for one more try.
         let wait = Duration::from_millis(800);
