@@ -776,4 +776,29 @@ mod tests {
         assert_eq!(f.request_id.as_deref(), Some("inner-id"));
         assert_eq!(server.received_requests().await.unwrap().len(), 2);
     }
+
+    #[tokio::test]
+    async fn a_long_graph_error_message_is_kept_whole() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        // Graph's messages can list every failed property; 8 KB stays well within the limit.
+        let message = "m".repeat(8 * 1024);
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!(
+                {"error": {"code": "BadRequest", "message": message}}
+            )))
+            .mount(&server)
+            .await;
+        let graph = client_for(&server).await;
+        let url = format!("{}/v1.0/x", server.uri());
+        let e = graph
+            .send(Method::GET, &url, "t", None, "c", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        let AttemptError::Permanent(f) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(f.message, message);
+    }
 }
