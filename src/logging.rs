@@ -549,15 +549,18 @@ impl Write for BatchedStdout {
     }
 }
 
-/// Installs a plain-text logger on stderr only, for the operator commands (their stdout is
-/// the command's output, possibly JSON for a script).
-pub fn init_stderr(filter: EnvFilter) {
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// The gateway's logger in `format`, on stderr only, for the operator commands (their stdout
+/// is the command's output, possibly JSON for a script).
+pub fn init_stderr(filter: EnvFilter, format: LogFormat) {
+    // Only fails if a logger is already installed, which then stays.
+    let _ = match format {
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(json_lines(filter, std::io::stderr))
+        }
+        LogFormat::Text => {
+            tracing::subscriber::set_global_default(text_lines(filter, std::io::stderr))
+        }
+    };
 }
 
 #[cfg(test)]

@@ -42,20 +42,30 @@ impl Ran {
     }
 }
 
-/// Runs `handler <args>` with exactly `env` (plus PATH), off the test's runtime so the mocks
-/// keep answering.
+/// Runs `handler <args>` with exactly `env` (plus PATH).
 async fn handler(env: &[(String, String)], args: &[&str]) -> Ran {
-    let env = env.to_vec();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_handler"));
+    command.args(args);
+    run(command, env).await
+}
+
+/// Runs `line` in a POSIX shell in `dir`, with exactly `env` (plus PATH).
+async fn shell(dir: &std::path::Path, env: &[(String, String)], line: &str) -> Ran {
+    let mut command = Command::new("sh");
+    command.args(["-c", line]).current_dir(dir);
+    run(command, env).await
+}
+
+/// Runs `command` with exactly `env` (plus PATH), off the test's runtime so the mocks keep
+/// answering.
+async fn run(mut command: Command, env: &[(String, String)]) -> Ran {
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.to_vec())
+        .stdin(Stdio::null());
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_handler"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("the handler binary runs");
+        let out = command.output().expect("the command runs");
         Ran {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -265,10 +275,17 @@ async fn pending_pages_through_three_pages_and_waits_out_throttling() {
         ran.stdout
     );
     for r in RESULTS {
-        assert!(ran.stdout.contains(&format!(
-            "handler resume --callback-uri-path {} --status completed|failed",
-            resume_path(WORKFLOW, TASK, r)
-        )));
+        for status in ["completed", "failed"] {
+            assert!(
+                ran.stdout.contains(&format!(
+                    "{} resume --callback-uri-path {} --status {status}\n",
+                    env!("CARGO_BIN_EXE_handler"),
+                    resume_path(WORKFLOW, TASK, r)
+                )),
+                "{}",
+                ran.stdout
+            );
+        }
     }
     assert_private(&ran, &identity);
 }
@@ -1640,4 +1657,229 @@ async fn check_says_whether_extension_scope_can_work() {
             .unwrap()
             .contains("CALLER_SCOPE=extension can work")
     );
+}
+
+/// The throwaway test-only key and certificate (see the file's header).
+const TEST_CERTIFICATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/test-only-client-certificate.pem"
+);
+
+#[tokio::test]
+async fn client_certificate_settings_are_checked_before_anything_is_called() {
+    let graph = Graph::start().await;
+    let identity = Identity::start().await;
+    let certificate = [
+        ("RESUME_CREDENTIAL", "client-certificate"),
+        ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+        ("AZURE_CLIENT_ID", OPERATOR_CLIENT),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", TEST_CERTIFICATE),
+    ];
+    let dir = std::env::temp_dir().join(format!("resume-gateway-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_only = dir.join("key-only.pem");
+    let text = std::fs::read_to_string(TEST_CERTIFICATE).unwrap();
+    std::fs::write(
+        &key_only,
+        &text[..text.find("-----BEGIN CERTIFICATE").unwrap()],
+    )
+    .unwrap();
+    let key_only = key_only.to_str().unwrap().to_owned();
+    let cases: [(&str, Option<&str>, &str); 4] = [
+        ("AZURE_CLIENT_CERTIFICATE_PATH", None, "(unset)"),
+        (
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            Some("/nonexistent/app.pem"),
+            "cannot read it",
+        ),
+        (
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            Some(&key_only),
+            "no certificate",
+        ),
+        ("AZURE_TENANT_ID", Some("contoso.example"), "a GUID"),
+    ];
+    for (setting, value, says) in cases {
+        let env: Vec<(&str, &str)> = certificate
+            .iter()
+            .filter(|(k, _)| *k != setting)
+            .copied()
+            .chain(value.map(|v| (setting, v)))
+            .collect();
+        let env = with(env_for(&graph, &identity), &env);
+        for command in [
+            vec!["pending", "--workflow", WORKFLOW],
+            vec!["check"],
+            vec![
+                "resume",
+                "--callback-uri-path",
+                &resume_path(WORKFLOW, TASK, RESULTS[0]),
+                "--status",
+                "completed",
+            ],
+        ] {
+            let ran = handler(&env, &command).await;
+            assert_eq!(ran.code, 2, "{command:?} {setting}: {}", ran.all());
+            // `check` prints its checklist on stdout, the others one line on stderr.
+            let all = ran.all();
+            let line = all.lines().find(|l| l.contains(setting));
+            let line = line.unwrap_or_else(|| panic!("{command:?} names {setting}: {}", ran.all()));
+            assert!(line.contains(says), "{line}");
+        }
+        let ran = handler(&env, &["pending", "--workflow", WORKFLOW, "--json"]).await;
+        assert_eq!(ran.code, 2);
+        assert!(
+            ran.json()["detail"].as_str().unwrap().contains(setting),
+            "{}",
+            ran.stdout
+        );
+    }
+    // The gateway itself refuses the operator credential at start, naming it.
+    let env = with(env_for(&graph, &identity), &certificate);
+    let ran = handler(&env, &["serve"]).await;
+    assert_eq!(ran.code, 2, "{}", ran.all());
+    assert!(
+        ran.all()
+            .contains("client-certificate is for the operator commands"),
+        "{}",
+        ran.all()
+    );
+    assert_eq!(identity.calls().await, 0);
+    assert_eq!(graph.calls().await, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn pending_prints_commands_that_run_as_shown() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start_with_roles(&[
+        "LifecycleWorkflows.Read.All",
+        "LifecycleWorkflows.ReadWrite.All",
+    ])
+    .await;
+    mount_pending_listing(&graph).await;
+    let env = env_for(&graph, &identity);
+    // Started the way an operator would from the binary's folder: `./handler`.
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_handler"));
+    let dir = binary.parent().unwrap();
+    let ran = shell(
+        dir,
+        &env,
+        &format!("./handler pending --workflow {WORKFLOW}"),
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let commands: Vec<(&str, &str)> = ran
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("  complete ")
+                .map(|c| ("completed", c))
+                .or_else(|| l.strip_prefix("  fail     ").map(|c| ("failed", c)))
+        })
+        .collect();
+    assert_eq!(commands.len(), 2 * RESULTS.len(), "{}", ran.stdout);
+    for (status, command) in &commands {
+        assert!(command.starts_with("./handler resume "), "{command}");
+        assert!(
+            command.ends_with(&format!(" --status {status}")),
+            "{command}"
+        );
+    }
+    // Each printed line, pasted into a shell where pending ran, resumes its task.
+    for (status, command) in commands.iter().filter(|(s, _)| *s == "completed") {
+        let resumed = shell(dir, &env, command).await;
+        assert_eq!(resumed.code, 0, "{command}: {}", resumed.all());
+        assert!(
+            resumed.stdout.contains(&format!("as {status}")),
+            "{}",
+            resumed.all()
+        );
+    }
+    let posted: Vec<String> = graph
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    let mut expected: Vec<String> = RESULTS
+        .iter()
+        .map(|r| format!("/v1.0{}", resume_path(WORKFLOW, TASK, r)))
+        .collect();
+    let mut posted_sorted = posted.clone();
+    posted_sorted.sort();
+    expected.sort();
+    assert_eq!(posted_sorted, expected);
+}
+
+#[tokio::test]
+async fn commands_log_on_stderr_as_log_format_says() {
+    let graph = Graph::start().await;
+    let identity = Identity::start().await;
+    let path = resume_path(WORKFLOW, TASK, RESULT);
+    let dry_run = [
+        "resume",
+        "--callback-uri-path",
+        &path,
+        "--status",
+        "completed",
+        "--dry-run",
+    ];
+    let logged = |ran: &Ran| {
+        assert_eq!(ran.code, 0, "{}", ran.all());
+        ran.stderr
+            .lines()
+            .find(|l| l.contains("dry run: this request would be sent to Graph"))
+            .unwrap_or_else(|| panic!("no log line on stderr: {}", ran.all()))
+            .to_owned()
+    };
+    // Unset, with stderr not a terminal (as here), and json: the gateway's JSON lines.
+    for format in [None, Some("json"), Some("JSON")] {
+        let mut env = with(env_for(&graph, &identity), &[("RUST_LOG", "info")]);
+        env.extend(format.map(|f| ("LOG_FORMAT".to_string(), f.to_string())));
+        let ran = handler(&env, &dry_run).await;
+        let line: Value = serde_json::from_str(&logged(&ran))
+            .unwrap_or_else(|e| panic!("{format:?}: not a JSON line ({e}): {}", ran.stderr));
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(
+            line["message"], "dry run: this request would be sent to Graph",
+            "{line}"
+        );
+        assert!(
+            !ran.stdout.contains("dry run: this request"),
+            "logs stay off stdout"
+        );
+    }
+    // text: one readable line per event, as the gateway writes at a terminal.
+    let env = with(
+        env_for(&graph, &identity),
+        &[("RUST_LOG", "info"), ("LOG_FORMAT", "text")],
+    );
+    let ran = handler(&env, &dry_run).await;
+    let line = logged(&ran);
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(time.ends_with('Z') && time.as_bytes()[10] == b'T', "{line}");
+    assert!(
+        rest.starts_with("INFO  dry run: this request would be sent to Graph url=http"),
+        "{line}"
+    );
+    // A bad value stops every command, naming the setting.
+    let env = with(env_for(&graph, &identity), &[("LOG_FORMAT", "xml")]);
+    for args in [
+        &dry_run[..],
+        &["pending", "--workflow", WORKFLOW],
+        &["check"],
+    ] {
+        let ran = handler(&env, args).await;
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.all());
+        assert!(
+            ran.all()
+                .contains("invalid setting LOG_FORMAT=\"xml\": json, text"),
+            "{args:?}: {}",
+            ran.all()
+        );
+    }
+    assert_eq!(identity.calls().await, 0);
+    assert_eq!(graph.calls().await, 0);
 }

@@ -10,6 +10,11 @@ use std::time::Duration;
 use url::Url;
 
 pub(crate) mod caller;
+mod certificate;
+
+pub use certificate::ClientCertificate;
+#[cfg(test)]
+pub(crate) use certificate::tests::section as certificate_fixture;
 
 use crate::request::ids::Guid;
 use caller::CallerAuth;
@@ -48,9 +53,14 @@ pub const SETTINGS: &[&str] = &[
     "CALLER_SCOPE",
 ];
 
-/// Settings only the operator commands read (device-code sign-in); the gateway ignores them,
+/// Settings only the operator commands read (device-code and certificate sign-in); the gateway
+/// ignores them,
 /// so they are documented under Operations rather than in the app settings.
-pub const OPERATOR_SETTINGS: &[&str] = &["RESUME_OPERATOR_CLIENT_ID", "AZURE_AUTHORITY_HOST"];
+pub const OPERATOR_SETTINGS: &[&str] = &[
+    "RESUME_OPERATOR_CLIENT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+];
 
 /// The public client operators sign in through by default: Microsoft Graph Command Line Tools
 /// (the app Microsoft Graph PowerShell uses, in every tenant), which may ask for any delegated
@@ -135,6 +145,9 @@ pub enum CredentialKind {
     /// A person signs in with a code on another device (OAuth 2.0 device authorization grant):
     /// operator commands only, see [`OperatorSignIn`].
     DeviceCode,
+    /// An app registration signs in with its certificate, for automation: operator commands
+    /// only (a Function App has its managed identity, and no place for a key file).
+    ClientCertificate(ClientCertificate),
 }
 
 /// Where and through which public client a person signs in for the operator commands.
@@ -157,6 +170,7 @@ impl CredentialKind {
             Self::Developer => "developer",
             Self::ClientSecret { .. } => "client-secret",
             Self::DeviceCode => "device-code",
+            Self::ClientCertificate(_) => "client-certificate",
         }
     }
 }
@@ -298,33 +312,50 @@ impl Config {
             Some("managed-identity") => CredentialKind::ManagedIdentity,
             Some("developer") => CredentialKind::Developer,
             Some("device-code") => CredentialKind::DeviceCode,
-            Some("client-secret") => {
-                let needed = "required when RESUME_CREDENTIAL=client-secret";
+            Some(kind @ ("client-secret" | "client-certificate")) => {
+                let needed = match kind {
+                    "client-secret" => "required when RESUME_CREDENTIAL=client-secret",
+                    _ => "required when RESUME_CREDENTIAL=client-certificate",
+                };
                 let tenant_id = get("AZURE_TENANT_ID")
                     .ok_or_else(|| ConfigError::missing("AZURE_TENANT_ID", needed))?;
-                if Guid::parse(&tenant_id).is_none() {
-                    return Err(ConfigError::new(
+                let tenant_id = Guid::parse(&tenant_id).map(String::from).ok_or_else(|| {
+                    ConfigError::new(
                         "AZURE_TENANT_ID",
                         &tenant_id,
                         "the directory (tenant) id, a GUID",
-                    ));
-                }
+                    )
+                })?;
                 let client_id = managed_identity_client_id
                     .clone()
                     .ok_or_else(|| ConfigError::missing("AZURE_CLIENT_ID", needed))?;
-                let secret = get("AZURE_CLIENT_SECRET")
-                    .ok_or_else(|| ConfigError::missing("AZURE_CLIENT_SECRET", needed))?;
-                CredentialKind::ClientSecret {
-                    tenant_id: tenant_id.to_ascii_lowercase(),
-                    client_id,
-                    secret: Secret(secret),
+                if kind == "client-certificate" {
+                    const PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
+                    let path = get(PATH).ok_or_else(|| ConfigError::missing(PATH, needed))?;
+                    let certificate = ClientCertificate::read(&path, tenant_id, client_id)
+                        .map_err(|why| {
+                            ConfigError::new(
+                                PATH,
+                                &path,
+                                format!("{}: {why}", certificate::ALLOWED),
+                            )
+                        })?;
+                    CredentialKind::ClientCertificate(certificate)
+                } else {
+                    let secret = get("AZURE_CLIENT_SECRET")
+                        .ok_or_else(|| ConfigError::missing("AZURE_CLIENT_SECRET", needed))?;
+                    CredentialKind::ClientSecret {
+                        tenant_id,
+                        client_id,
+                        secret: Secret(secret),
+                    }
                 }
             }
             Some(v) => {
                 return Err(ConfigError::new(
                     "RESUME_CREDENTIAL",
                     v,
-                    "auto, managed-identity, developer, client-secret or device-code (operator commands)",
+                    "auto, managed-identity, developer, client-secret, or for the operator commands device-code or client-certificate",
                 ));
             }
         };
@@ -625,6 +656,44 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn client_certificate_is_read_once_and_each_setting_is_named() {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/test-only-client-certificate.pem"
+        );
+        let all = [
+            ("RESUME_CREDENTIAL", "Client-Certificate"),
+            ("AZURE_TENANT_ID", "72F988BF-86F1-41AF-91AB-2D7CD011DB47"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", fixture),
+        ];
+        let c = load(&all).unwrap();
+        let CredentialKind::ClientCertificate(cert) = &c.credential else {
+            panic!("{:?}", c.credential);
+        };
+        assert_eq!(c.credential.name(), "client-certificate");
+        assert_eq!(cert.tenant_id, "72f988bf-86f1-41af-91ab-2d7cd011db47");
+        assert_eq!(cert.client_id, "11111111-2222-3333-4444-555555555555");
+        for missing in 1..all.len() {
+            let mut some = all.to_vec();
+            let (setting, _) = some.remove(missing);
+            let e = load(&some).unwrap_err();
+            assert_eq!(e.setting, setting);
+            assert!(e.to_string().contains("client-certificate"), "{e}");
+        }
+        let mut wrong = all.to_vec();
+        wrong[3].1 = "/nonexistent/app.pem";
+        let e = load(&wrong).unwrap_err();
+        assert_eq!(e.setting, "AZURE_CLIENT_CERTIFICATE_PATH");
+        assert!(e.to_string().contains("/nonexistent/app.pem"), "{e}");
+        assert!(e.to_string().contains("cannot read it"), "{e}");
+        wrong[3].1 = "Cargo.toml";
+        let e = load(&wrong).unwrap_err().to_string();
+        assert!(e.contains("no private key"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! a single-flight cache, so that a burst of requests on a cold cache makes one identity call
 //! and a failing identity endpoint is asked once per burst, not once per request.
 
+mod certificate;
 pub(crate) mod device_code;
 
 use std::fmt;
@@ -39,6 +40,8 @@ pub enum CredentialSource {
     ClientSecret,
     /// A person signed in with a device code (operator commands only).
     DeviceCode,
+    /// An app registration's certificate (operator commands only).
+    ClientCertificate,
 }
 
 impl CredentialSource {
@@ -52,6 +55,7 @@ impl CredentialSource {
             CredentialKind::Developer => Self::Developer,
             CredentialKind::ClientSecret { .. } => Self::ClientSecret,
             CredentialKind::DeviceCode => Self::DeviceCode,
+            CredentialKind::ClientCertificate(_) => Self::ClientCertificate,
             CredentialKind::Auto => {
                 let set = |name| env(name).is_some_and(|v| !v.is_empty());
                 if set("IDENTITY_ENDPOINT") || set("MSI_ENDPOINT") || set("WEBSITE_INSTANCE_ID") {
@@ -70,6 +74,7 @@ impl CredentialSource {
             Self::Developer => "developer tools (Azure CLI, Azure Developer CLI)",
             Self::ClientSecret => "client secret",
             Self::DeviceCode => "device-code sign-in",
+            Self::ClientCertificate => "client certificate",
         }
     }
 }
@@ -308,6 +313,22 @@ impl TokenSource {
         config: &Config,
         access: OperatorAccess,
     ) -> Result<Self, CredentialSetupError> {
+        if let CredentialKind::ClientCertificate(certificate) = &config.credential {
+            let source = CredentialSource::ClientCertificate;
+            let credential = certificate::credential(
+                certificate,
+                &config.operator.authority,
+                client_options(None),
+            )
+            .map_err(|e| CredentialSetupError {
+                source_name: source.name(),
+                message: e.to_string(),
+            })?;
+            return Ok(Self {
+                log_permanent: false,
+                ..Self::new(credential, source, config.graph_scope.clone(), None)
+            });
+        }
         if config.credential != CredentialKind::DeviceCode {
             return Ok(Self {
                 log_permanent: false,
@@ -335,11 +356,18 @@ impl TokenSource {
     /// Builds the credential the settings ask for.
     pub fn from_config(config: &Config) -> Result<Self, CredentialSetupError> {
         let source = CredentialSource::resolve(&config.credential, |k| std::env::var(k).ok());
-        if source == CredentialSource::DeviceCode {
-            // The gateway has no person at a terminal to enter a code.
+        // The gateway has no person at a terminal to enter a code, and a Function App has its
+        // managed identity and no place for a key file.
+        if matches!(
+            source,
+            CredentialSource::DeviceCode | CredentialSource::ClientCertificate
+        ) {
             return Err(CredentialSetupError {
                 source_name: source.name(),
-                message: "device-code sign-in is for the operator commands (pending, resume, check, grant); the gateway needs RESUME_CREDENTIAL=managed-identity (or auto, client-secret, developer)".into(),
+                message: format!(
+                    "{} is for the operator commands (pending, resume, check, grant); the gateway needs RESUME_CREDENTIAL=managed-identity (or auto, client-secret, developer)",
+                    config.credential.name()
+                ),
             });
         }
         let setup_error = |e: azure_core::Error| CredentialSetupError {
@@ -520,8 +548,9 @@ impl TokenSource {
                     "Check that the user-assigned identity with client id {id} (AZURE_CLIENT_ID) is attached to the Function App, or clear AZURE_CLIENT_ID to use the system-assigned identity."
                 ),
             },
-            (CredentialSource::ClientSecret, FailureClass::Transient) => "Entra ID did not answer; check outbound access to the sign-in host (login.microsoftonline.com or the cloud's), then try again.".into(),
+            (CredentialSource::ClientSecret | CredentialSource::ClientCertificate, FailureClass::Transient) => "Entra ID did not answer; check outbound access to the sign-in host (login.microsoftonline.com or the cloud's), then try again.".into(),
             (CredentialSource::ClientSecret, _) => "Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (the secret may have expired): Entra ID refused them.".into(),
+            (CredentialSource::ClientCertificate, _) => "Check AZURE_TENANT_ID and AZURE_CLIENT_ID, and that the certificate in AZURE_CLIENT_CERTIFICATE_PATH is uploaded to that app registration (Certificates & secrets) and not expired: Entra ID refused the sign-in (AADSTS700027 names an unknown certificate).".into(),
             (CredentialSource::DeviceCode, FailureClass::Transient) => "Entra ID did not answer; check access to the sign-in host (AZURE_AUTHORITY_HOST or the cloud's), then run the command again.".into(),
             (CredentialSource::DeviceCode, _) => "Run the command again and enter the code in time, as an account with the Lifecycle Workflows Administrator role; if Entra ID refused the client or the permission (AADSTS65001, 700016), an administrator must consent to it for RESUME_OPERATOR_CLIENT_ID, or register your own public client (see docs/operations.md).".into(),
         }

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{
-    EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_log_filter,
-};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, block_on, fail, print_json, settings_and_logs};
 use crate::config::Config;
 use crate::config::caller::CallerAuth;
 use crate::config::caller::CallerScope;
@@ -26,7 +24,6 @@ use crate::identity::{
     CredentialSource, OperatorAccess, READ_PERMISSION, TokenIdentity, TokenSource,
     WRITE_PERMISSION, ways_to_allow_resume,
 };
-use crate::logging;
 use crate::ops::cli::CheckArgs;
 use crate::request::ids::Guid;
 
@@ -91,7 +88,7 @@ enum Listing {
 
 /// `handler check`.
 pub fn main(args: CheckArgs) -> ExitCode {
-    let settings = settings_and_log_filter(&args.sign_in);
+    let settings = settings_and_logs(&args.sign_in);
     let settings_failed = settings.is_err();
     let report = match settings {
         Err(e) => {
@@ -113,8 +110,8 @@ pub fn main(args: CheckArgs) -> ExitCode {
                 checks,
             }
         }
-        Ok((config, filter)) => {
-            logging::init_stderr(filter);
+        Ok((config, logs)) => {
+            logs.start();
             match block_on(run(&config, args.extension.as_ref())) {
                 Ok(report) => report,
                 Err(e) => return fail(&e, args.json),

@@ -20,7 +20,9 @@ use crate::request::ids::Guid;
 /// token then carries the LifecycleWorkflows permissions these commands need.
 /// RESUME_CREDENTIAL=developer (after `az login`) gives the Azure CLI's token, which Graph
 /// pre-authorizes without any LifecycleWorkflows scope: it can check settings and Graph
-/// reachability, but pending, resume and grant get 403 with it on a real tenant.
+/// reachability, but pending, resume and grant get 403 with it on a real tenant. For
+/// automation, RESUME_CREDENTIAL=client-certificate signs in as an app registration with the
+/// certificate and key in AZURE_CLIENT_CERTIFICATE_PATH.
 #[derive(Debug, Parser)]
 #[command(name = "handler", version, propagate_version = true)]
 pub struct Cli {

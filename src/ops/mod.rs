@@ -9,6 +9,7 @@ pub(crate) mod grant;
 pub(crate) mod pending;
 pub(crate) mod resume;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use serde::Serialize;
@@ -18,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, ConfigError, CredentialKind};
 use crate::http::problem::{CommandError, Problem};
 use crate::identity::{OperatorAccess, TokenSource};
-use crate::logging;
+use crate::logging::{self, LogFormat};
 use crate::ops::cli::SignInArgs;
 
 /// The command did what was asked.
@@ -29,18 +30,32 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 /// The settings, with the command line's sign-in choice applied and stderr logging started
-/// as `RUST_LOG` asks.
+/// as `RUST_LOG` and `LOG_FORMAT` ask.
 pub(crate) fn settings(sign_in: &SignInArgs) -> Result<Config, CommandError> {
-    let (config, filter) = settings_and_log_filter(sign_in)?;
-    logging::init_stderr(filter);
+    let (config, logs) = settings_and_logs(sign_in)?;
+    logs.start();
     Ok(config)
 }
 
-/// Every setting, `RUST_LOG` included; commands log warnings only unless it says otherwise,
-/// and only to stderr (stdout carries the command's output).
-pub(crate) fn settings_and_log_filter(
+/// How a command logs: `RUST_LOG`'s filter, `LOG_FORMAT`'s lines, always on stderr.
+pub(crate) struct CommandLogs {
+    filter: EnvFilter,
+    format: LogFormat,
+}
+
+impl CommandLogs {
+    pub(crate) fn start(self) {
+        logging::init_stderr(self.filter, self.format);
+    }
+}
+
+/// Every setting, `RUST_LOG` and `LOG_FORMAT` included; commands log warnings only unless
+/// `RUST_LOG` says otherwise, and only to stderr (stdout carries the command's output), in
+/// `LOG_FORMAT` with the gateway's default for where the lines go: text when stderr is a
+/// terminal, JSON when it is not.
+pub(crate) fn settings_and_logs(
     sign_in: &SignInArgs,
-) -> Result<(Config, EnvFilter), ConfigError> {
+) -> Result<(Config, CommandLogs), ConfigError> {
     let mut config = Config::from_env()?;
     if let Some(client_id) = &sign_in.client_id {
         config.credential = CredentialKind::DeviceCode;
@@ -50,7 +65,12 @@ pub(crate) fn settings_and_log_filter(
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "warn".to_owned());
-    Ok((config, logging::filter(Some(value))?))
+    let filter = logging::filter(Some(value))?;
+    let format = LogFormat::from_setting(
+        std::env::var("LOG_FORMAT").ok(),
+        std::io::stderr().is_terminal(),
+    )?;
+    Ok((config, CommandLogs { filter, format }))
 }
 
 /// Runs `work` on a single-threaded runtime (commands make one call at a time).
@@ -129,6 +149,29 @@ pub(crate) fn print_json(value: &impl Serialize) {
     }
 }
 
+/// The program as this process was started (`target/release/handler`, `./handler`, or
+/// `handler` from PATH), ready for a shell: a command printed with it runs from where this one
+/// ran, whatever the binary's place.
+pub(crate) fn invoked_as() -> String {
+    let program = std::env::args_os()
+        .next()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "handler".to_owned());
+    shell_word(&program)
+}
+
+/// `word` as one POSIX shell word: as it is when nothing in it is special to a shell,
+/// otherwise in single quotes.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/._-+:@,=%".contains(&b);
+    if !word.is_empty() && word.bytes().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// A duration as an operator reads it: `45s`, `12m 5s`, `3h 2m`, `2d 4h`.
 pub(crate) fn human_age(seconds: u64) -> String {
     let (d, h, m, s) = (
@@ -148,6 +191,23 @@ pub(crate) fn human_age(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_words_survive_a_shell() {
+        assert_eq!(
+            shell_word("target/release/handler"),
+            "target/release/handler"
+        );
+        assert_eq!(shell_word("./handler"), "./handler");
+        assert_eq!(
+            shell_word("/opt/my tools/handler"),
+            "'/opt/my tools/handler'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("a;b"), "'a;b'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     #[test]
     fn ages_read_naturally() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use azure_core::time::{OffsetDateTime, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 
-use super::{human_age, run_signed_in};
+use super::{human_age, invoked_as, run_signed_in, shell_word};
 use crate::config::Config;
 use crate::graph::{GetError, GraphClient};
 use crate::http::problem::CommandError;
@@ -229,6 +229,7 @@ fn graph_error(what: &'static str, source: GetError, deadline: Duration) -> Comm
 }
 
 fn print_report(r: &Report) {
+    let program = invoked_as();
     println!(
         "Workflow {}: {} task(s) waiting, in {} unfinished run(s) of {}.",
         r.workflow_id,
@@ -256,9 +257,12 @@ fn print_report(r: &Report) {
                 .unwrap_or_else(|| "(unknown)".into())
         );
         match &p.callback_uri_path {
-            Some(path) => println!(
-                "  resume   handler resume --callback-uri-path {path} --status completed|failed"
-            ),
+            // Each line runs as shown, by the program this process was started as.
+            Some(path) => {
+                let resume = format!("{program} resume --callback-uri-path {}", shell_word(path));
+                println!("  complete {resume} --status completed");
+                println!("  fail     {resume} --status failed");
+            }
             None => println!("  resume   (no resume path: Graph gave no usable ids)"),
         }
     }
