@@ -1286,6 +1286,23 @@ mod tests {
     }
 
     #[test]
+    fn a_callout_without_a_path_may_spell_the_result_both_ways_if_they_agree() {
+        let with_results = |lower: &str| {
+            let mut c = callout();
+            let data = c["data"].as_object_mut().unwrap();
+            data.remove("callbackUriPath");
+            data.insert("taskProcessingresult".into(), json!({"id": lower}));
+            json!({"operationStatus": "completed", "callout": c})
+        };
+        let r = parse(with_results(&R.to_uppercase())).unwrap();
+        assert_eq!(r.target.path, path());
+        assert_eq!(
+            field_of(with_results(W)),
+            "callout.data.taskProcessingresult.id"
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_explained_without_serde_positions() {
         let Err(RequestError::Malformed(why)) = ResumeRequest::parse(b"{\"operationStatus\":")
         else {
