@@ -1,7 +1,9 @@
-//! Resume gateway for Microsoft Entra Lifecycle Workflows, run as an Azure Functions custom
-//! handler. A Logic App (or an operator) posts a task's completion; the gateway validates it,
-//! gets a Graph token with the Function App's managed identity, and calls Graph's
-//! `taskProcessingResult: resume` with retries inside a deadline.
+//! Resume gateway for Microsoft Entra Lifecycle Workflows (and Entitlement Management's
+//! access-package custom extensions), run as an Azure Functions custom handler. A Logic App (or
+//! an operator) posts a task's completion, or an access-package request's callout; the gateway
+//! validates it, gets a Graph token with the Function App's managed identity, and calls Graph's
+//! `taskProcessingResult: resume` (or `accessPackageAssignmentRequest: resume`) with retries
+//! inside a deadline.
 //!
 //! # Code map, in call order
 //!
@@ -9,7 +11,7 @@
 //! |---|---|---|
 //! | request in | [`http`] | listener, connections, routes, the Functions host's two ways of handing requests over |
 //! | who is calling | `caller` | caller tokens (`CALLER_AUTH=entra`), their signing keys, and the per-extension check (`CALLER_SCOPE`) |
-//! | validated request | [`request`] | the body, the callbackUriPath grammar, GUIDs: a [`request::ResumeRequest`] or a precise refusal |
+//! | validated request | [`request`] | the body, the callbackUriPath grammars, GUIDs: a [`request::Resume`] of either kind or a precise refusal |
 //! | dedupe, resume | `resume` | one Graph call per target however many ask (dedupe), the resume with its reconcile read |
 //! | token | `identity` | the managed identity (or an operator's sign-in) through `azure_identity`, cached single-flight |
 //! | Graph | [`graph`] | one attempt of each Graph call, its answer classified |

@@ -1233,3 +1233,35 @@ async fn a_burst_over_ten_tasks_reads_each_once_and_a_warm_cache_adds_little_lat
     // Generous for a shared machine; a cache that went to Graph would show in the reads above.
     assert!(ratio < 3.0, "ratio {ratio:.2}");
 }
+
+/// Entitlement Management records no apps allowed to resume (its extensions' v1.0
+/// callbackConfiguration has only timeoutDuration): under CALLER_SCOPE=extension an
+/// access-package resume is refused for every caller, dry-run or not, with nothing sent or
+/// read; CALLER_SCOPE=tenant lets an allowed caller through.
+#[tokio::test]
+async fn extension_scope_refuses_access_package_resumes_and_tenant_scope_lets_them_through() {
+    let t = Tenant::start().await;
+    let body = json!({"callout": access_package_callout(ASSIGNMENT_REQUEST, STAGE_INSTANCE, "assignmentRequestApproved")});
+    for extra in [&[][..], &[("RESUME_DRY_RUN", "true")][..]] {
+        let gw = t.gateway(extra).await;
+        let (status, _, problem) = resume_as(&gw, &t.bearer(LOGIC_APP_ID), &body).await;
+        assert_eq!(status, 403, "{problem}");
+        assert_eq!(
+            problem["type"],
+            "urn:resume-gateway:problem:caller-scope-unsupported"
+        );
+        assert_eq!(problem["callerAppId"], LOGIC_APP_ID);
+        assert!(
+            problem["remedy"]
+                .as_str()
+                .unwrap()
+                .contains("CALLER_SCOPE=tenant"),
+            "{problem}"
+        );
+        assert!(t.graph.requests().await.is_empty(), "nothing read or sent");
+    }
+    let gw = t.gateway(&[("CALLER_SCOPE", "tenant")]).await;
+    let (status, _, answer) = resume_as(&gw, &t.bearer(STRANGER_APP_ID), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(graph_resumes(&t.graph).await, 1);
+}

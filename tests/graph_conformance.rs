@@ -11,19 +11,25 @@
 //! (c) nothing else is accepted: every other containment path the metadata yields, followed by
 //!     any action it declares (or none), and every expected path with a key of the wrong kind.
 //!
-//! If Graph adds a path, (b) names it. Another action (Entitlement Management's
-//! `accessPackageAssignmentRequest` resume) is one more row.
+//! If Graph adds a path, (b) names it. Entitlement Management's `accessPackageAssignmentRequest`
+//! resume is the second row; its `data` is declared as an abstract type, so (a) also holds a
+//! body to naming a concrete type derived from it in `@odata.type`, and the row's own rule
+//! holds `type` to the stage it resumes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use resume_gateway::graph::ResumeBody;
-use resume_gateway::request::OperationStatus;
-use resume_gateway::request::path::ResumeTarget;
+use resume_gateway::graph::{GraphBody, ResumeBody};
+use resume_gateway::request::access_package::Stage;
+use resume_gateway::request::path::{AssignmentRequestPath, ResumeTarget};
+use resume_gateway::request::{OperationStatus, Resume};
 use serde_json::Value;
 
 const METADATA: &str = include_str!("fixtures/graph-v1.0-governance.csdl.xml");
 const ROOT_SEGMENT: &str = "identityGovernance";
 const ROOT_TYPE: &str = "microsoft.graph.identityGovernance";
+
+/// A check of a whole body against the metadata.
+type BodyRule = fn(&Metadata, &Value) -> Result<(), String>;
 
 /// One resume action the gateway sends, and what it promises about it.
 struct ActionRow {
@@ -39,26 +45,90 @@ struct ActionRow {
     refused: &'static [(&'static str, &'static str)],
     /// How many containment paths the metadata has today; a change is named by the test.
     paths_today: usize,
+    /// What the metadata cannot say about a body (a parameter's value that has to agree with
+    /// another's), checked against it where it can.
+    rule: Option<BodyRule>,
 }
 
-const ACTIONS: &[ActionRow] = &[ActionRow {
-    namespace: "microsoft.graph.identityGovernance",
-    name: "resume",
-    binding: "microsoft.graph.identityGovernance.taskProcessingResult",
-    bodies: lifecycle_bodies,
-    accepts: |path| ResumeTarget::parse(path).is_ok(),
-    refused: &[(
-        "/workflowTemplates/",
-        "a workflow template never runs, so none of its tasks waits for a resume; accepting it would only widen what the gateway's identity can be made to call",
-    )],
-    paths_today: 13,
-}];
+const ACTIONS: &[ActionRow] = &[
+    ActionRow {
+        namespace: "microsoft.graph.identityGovernance",
+        name: "resume",
+        binding: "microsoft.graph.identityGovernance.taskProcessingResult",
+        bodies: lifecycle_bodies,
+        accepts: |path| ResumeTarget::parse(path).is_ok(),
+        refused: &[(
+            "/workflowTemplates/",
+            "a workflow template never runs, so none of its tasks waits for a resume; accepting it would only widen what the gateway's identity can be made to call",
+        )],
+        paths_today: 13,
+        rule: None,
+    },
+    ActionRow {
+        namespace: "microsoft.graph",
+        name: "resume",
+        binding: "microsoft.graph.accessPackageAssignmentRequest",
+        bodies: access_package_bodies,
+        accepts: |path| AssignmentRequestPath::parse(path).is_ok(),
+        refused: &[],
+        paths_today: 1,
+        rule: Some(stage_rule),
+    },
+];
 
 fn lifecycle_bodies() -> Vec<Value> {
     [OperationStatus::Completed, OperationStatus::Failed]
         .into_iter()
         .map(|status| serde_json::to_value(ResumeBody::new(status, "a-source".into())).unwrap())
         .collect()
+}
+
+/// Every access-package body: each stage continuing (with and without a detail), and the two
+/// states at the one stage that takes them; built through the gateway's parser.
+fn access_package_bodies() -> Vec<Value> {
+    let mut requests = Vec::new();
+    for stage in Stage::ALL {
+        for detail in [None, Some("checked by the SoD service")] {
+            let mut r = serde_json::json!({"assignmentRequestId": "0e60f18c-b2a0-4887-9da8-da2e30a39d99",
+                "customExtensionStageInstanceId": "957d0c50-466b-4840-bb5b-c92cea7141ff", "stage": stage.as_str()});
+            if let Some(d) = detail {
+                r["detail"] = d.into();
+            }
+            requests.push(r);
+        }
+    }
+    for state in ["denied", "Canceled"] {
+        requests.push(serde_json::json!({"callbackUriPath": "/identityGovernance/entitlementManagement/assignmentRequests/0e60f18c-b2a0-4887-9da8-da2e30a39d99/resume",
+            "customExtensionStageInstanceId": "957d0c50-466b-4840-bb5b-c92cea7141ff", "stage": "assignmentRequestCreated", "state": state}));
+    }
+    requests
+        .into_iter()
+        .map(|r| {
+            let request = Resume::parse(r.to_string().as_bytes()).expect("a valid request");
+            serde_json::to_value(GraphBody::new(&request, "a-source")).unwrap()
+        })
+        .collect()
+}
+
+/// `type` is `microsoft.graph.accessPackageCustomExtensionStage.<stage>` (the resume page's
+/// list of values), for the stage `data` names, which is a member of that enum.
+fn stage_rule(m: &Metadata, body: &Value) -> Result<(), String> {
+    const ENUM: &str = "microsoft.graph.accessPackageCustomExtensionStage";
+    let stage = body["data"]["stage"]
+        .as_str()
+        .ok_or("data.stage is missing")?;
+    let kind = body["type"].as_str().ok_or("type is missing")?;
+    let member = kind
+        .strip_prefix(ENUM)
+        .and_then(|m| m.strip_prefix('.'))
+        .ok_or_else(|| format!("type {kind} does not name a member of {ENUM}"))?;
+    if !m.enums[ENUM].contains(member) {
+        return Err(format!("type names {member}, not a member of {ENUM}"));
+    }
+    if member != stage {
+        return Err(format!("type names {member} but data.stage is {stage}"));
+    }
+    Ok(())
 }
 
 /// The excerpt names `graph.deletedItemContainer` as the type of `lifecycleWorkflows/deletedItems`
@@ -76,6 +146,8 @@ const ENTITY_KEY_TYPE: &str = "Edm.String";
 #[derive(Debug, Default)]
 struct StructuredType {
     base: Option<String>,
+    /// `Abstract="true"`: a value of it must name a concrete derived type in `@odata.type`.
+    is_abstract: bool,
     key_type: Option<String>,
     properties: BTreeMap<String, String>,
     /// Contained navigation: name → (is a collection, target type).
@@ -128,6 +200,7 @@ impl Metadata {
                     "EntityType" | "ComplexType" => {
                         let mut t = StructuredType {
                             base: item.attribute("BaseType").map(|b| type_ref(b).1),
+                            is_abstract: item.attribute("Abstract") == Some("true"),
                             ..Default::default()
                         };
                         let key: Vec<String> = item
@@ -201,6 +274,18 @@ impl Metadata {
         }
         chain.reverse();
         chain
+    }
+
+    /// Whether `name` is `ancestor` or derives from it.
+    fn derives(&self, name: &str, ancestor: &str) -> bool {
+        let mut next = Some(name.to_owned());
+        while let Some(n) = next {
+            if n == ancestor {
+                return true;
+            }
+            next = self.types.get(&n).and_then(|t| t.base.clone());
+        }
+        false
     }
 
     fn property_type(&self, owner: &str, property: &str) -> Option<String> {
@@ -310,9 +395,33 @@ impl Metadata {
                 let Value::Object(object) = value else {
                     return Err(format!("{at} must be an object of {ty}, is {value}"));
                 };
-                for (name, inner) in object {
-                    let inner_ty = self.property_type(ty, name).ok_or_else(|| {
-                        format!("{at}.{name} is not declared on {ty} (nor its base types)")
+                // A derived type is named in `@odata.type` (with or without '#'); an abstract
+                // declared type has no instances of its own, so it must be.
+                let concrete = match object.get("@odata.type") {
+                    None if self.types[ty].is_abstract => {
+                        return Err(format!(
+                            "{at} is declared as the abstract {ty}: it needs an @odata.type naming a concrete derived type"
+                        ));
+                    }
+                    None => ty.to_owned(),
+                    Some(Value::String(named)) => {
+                        let named = named.trim_start_matches('#');
+                        let usable = self.derives(named, ty)
+                            && self.types.get(named).is_some_and(|t| !t.is_abstract);
+                        if !usable {
+                            return Err(format!(
+                                "{at}.@odata.type {named} is not a concrete type derived from {ty}"
+                            ));
+                        }
+                        named.to_owned()
+                    }
+                    Some(other) => {
+                        return Err(format!("{at}.@odata.type must be a string, is {other}"));
+                    }
+                };
+                for (name, inner) in object.iter().filter(|(n, _)| *n != "@odata.type") {
+                    let inner_ty = self.property_type(&concrete, name).ok_or_else(|| {
+                        format!("{at}.{name} is not declared on {concrete} (nor its base types)")
                     })?;
                     self.check_value(&format!("{at}.{name}"), &inner_ty, inner)?;
                 }
@@ -397,7 +506,58 @@ fn every_body_the_gateway_sends_is_declared_by_the_action() {
                     "{body}: the required parameter `{name}` is missing"
                 );
             }
+            if let Some(rule) = row.rule {
+                rule(&m, &body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            }
         }
+    }
+}
+
+/// The checks above would catch what they claim to: a body with an undeclared member, without
+/// the `@odata.type` an abstract `data` needs, with a type that is not derived, a stage that is
+/// not a member, or a `type` that disagrees with the stage.
+#[test]
+fn the_body_checks_refuse_what_graph_would() {
+    let m = metadata();
+    let row = &ACTIONS[1];
+    let action = m.action(row);
+    let data_ty = &action.parameters["data"].0;
+    let good = access_package_bodies().remove(0);
+    assert!(m.check_value("data", data_ty, &good["data"]).is_ok());
+    assert!(stage_rule(&m, &good).is_ok());
+    let broken = |f: &dyn Fn(&mut Value)| {
+        let mut b = good.clone();
+        f(&mut b);
+        b
+    };
+    for bad in [
+        broken(&|b| b["data"]["statusReasons"] = "x".into()),
+        broken(&|b| {
+            b["data"].as_object_mut().unwrap().remove("@odata.type");
+        }),
+        broken(&|b| b["data"]["@odata.type"] = "microsoft.graph.customExtensionData".into()),
+        broken(&|b| {
+            b["data"]["@odata.type"] =
+                "microsoft.graph.identityGovernance.customTaskExtensionCallbackData".into()
+        }),
+        broken(&|b| b["data"]["stage"] = "assignmentRequestDenied".into()),
+    ] {
+        assert!(
+            m.check_value("data", data_ty, &bad["data"]).is_err(),
+            "{bad}"
+        );
+    }
+    for bad in [
+        broken(&|b| b["type"] = "lifecycleEvent".into()),
+        broken(&|b| {
+            b["type"] =
+                "microsoft.graph.accessPackageCustomExtensionStage.assignmentRequestGranted".into()
+        }),
+        broken(&|b| {
+            b["type"] = "microsoft.graph.accessPackageCustomExtensionStage.somethingElse".into()
+        }),
+    ] {
+        assert!(stage_rule(&m, &bad).is_err(), "{bad}");
     }
 }
 

@@ -1659,6 +1659,205 @@ async fn check_says_whether_extension_scope_can_work() {
     );
 }
 
+const CATALOG: &str = "4a5b6c7d-8e9f-4a0b-8c1d-2e3f4a5b6c7d";
+const EM_EXTENSION: &str = "5b6c7d8e-9f0a-4b1c-9d2e-3f4a5b6c7d8e";
+
+/// `handler resume` takes the access-package forms: explicit ids (with a state at the stage
+/// that takes one) and a callout file; it sends the same body the function sends.
+#[tokio::test]
+async fn resume_takes_access_package_ids_and_callouts() {
+    let graph = Graph::accepting().await;
+    let identity = Identity::start().await;
+    let env = env_for(&graph, &identity);
+    let ids = [
+        "resume",
+        "--json",
+        "--assignment-request",
+        ASSIGNMENT_REQUEST,
+        "--stage-instance",
+        STAGE_INSTANCE,
+        "--stage",
+        "AssignmentRequestCreated",
+        "--state",
+        "denied",
+        "--detail",
+        "SoD conflict",
+    ];
+    let ran = handler(&env, &ids).await;
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    let answer = ran.json();
+    assert_eq!(answer["assignmentRequestId"], ASSIGNMENT_REQUEST);
+    assert_eq!(answer["state"], "denied");
+    let sent = graph.requests().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].url.path(),
+        format!("/v1.0{}", assignment_request_path(ASSIGNMENT_REQUEST))
+    );
+    let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(body["data"]["state"], "denied");
+    assert_eq!(
+        body["data"]["customExtensionStageInstanceDetail"],
+        "SoD conflict"
+    );
+
+    let dir = std::env::temp_dir().join(format!("em-callout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("callout.json");
+    std::fs::write(
+        &file,
+        access_package_callout(
+            ASSIGNMENT_REQUEST,
+            STAGE_INSTANCE,
+            "assignmentRequestGranted",
+        )
+        .to_string(),
+    )
+    .unwrap();
+    let ran = handler(
+        &env,
+        &["resume", "--dry-run", "--callout", file.to_str().unwrap()],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(ran.code, 0, "{}", ran.all());
+    assert!(
+        ran.stdout.contains(&format!(
+            "Access package assignment request {ASSIGNMENT_REQUEST} at stage assignmentRequestGranted"
+        )),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("would be resumed to continue"),
+        "{}",
+        ran.stdout
+    );
+    for personal in ACCESS_PACKAGE_PERSONAL {
+        assert!(!ran.all().contains(personal), "{personal}: {}", ran.all());
+    }
+    // A state where the stage takes none, and a task's --status beside access-package ids.
+    let mut bad = ids.to_vec();
+    bad[7] = "assignmentRequestGranted";
+    let ran = handler(&env, &bad).await;
+    assert_one_problem(&ran, 2, "invalid-request");
+    assert_eq!(graph.requests().await.len(), 1, "nothing more was sent");
+}
+
+/// `handler check` reads a catalog's custom extension (does it wait?) and an assignment
+/// request's callout instances (which one waits?), and names the resume permission.
+#[tokio::test]
+async fn check_diagnoses_an_access_package_extension_and_request() {
+    let graph = Graph::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/entitlementManagement/catalogs/{CATALOG}/customWorkflowExtensions/{EM_EXTENSION}"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "@odata.type": "#microsoft.graph.accessPackageAssignmentRequestWorkflowExtension",
+            "id": EM_EXTENSION, "displayName": "SoD check",
+            "callbackConfiguration": {"@odata.type": "microsoft.graph.customExtensionCallbackConfiguration", "timeoutDuration": "PT1H"},
+            "endpointConfiguration": {"@odata.type": "#microsoft.graph.logicAppTriggerEndpointConfiguration", "logicAppWorkflowName": "la-sod-check"}
+        })))
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0/identityGovernance/entitlementManagement/assignmentRequests/{ASSIGNMENT_REQUEST}"
+        )))
+        .and(query_param("$select", "id,state,status,customExtensionCalloutInstances"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": ASSIGNMENT_REQUEST, "state": "submitted",
+            "customExtensionCalloutInstances": [{"id": STAGE_INSTANCE, "status": "waitingForCallback", "customExtensionId": EM_EXTENSION}]
+        })))
+        .mount(&graph.server)
+        .await;
+    let identity = Identity::start_with_roles(&["EntitlementManagement.ReadWrite.All"]).await;
+    let ran = handler(
+        &env_for(&graph, &identity),
+        &[
+            "check",
+            "--json",
+            "--access-package-extension",
+            EM_EXTENSION,
+            "--catalog",
+            CATALOG,
+            "--assignment-request",
+            ASSIGNMENT_REQUEST,
+        ],
+    )
+    .await;
+    let report = ran.json();
+    for name in [
+        "access-package permission",
+        "access-package extension",
+        "assignment request",
+    ] {
+        assert_eq!(
+            check_named(&report, name)["status"],
+            "pass",
+            "{name}: {report}"
+        );
+    }
+    let ext = check_named(&report, "access-package extension")["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ext.contains("PT1H") && ext.contains("la-sod-check"),
+        "{ext}"
+    );
+    let req = check_named(&report, "assignment request")["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        req.contains(&format!("{STAGE_INSTANCE} waitingForCallback")),
+        "{req}"
+    );
+
+    // Without the permission: a warning naming both ways, not a failure (a catalog role
+    // does not show in the token).
+    let identity = Identity::start().await;
+    let ran = handler(
+        &env_for(&graph, &identity),
+        &[
+            "check",
+            "--json",
+            "--assignment-request",
+            ASSIGNMENT_REQUEST,
+        ],
+    )
+    .await;
+    let perm = check_named(&ran.json(), "access-package permission").clone();
+    assert_eq!(perm["status"], "warn", "{perm}");
+    assert!(
+        perm["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("EntitlementManagement.ReadWrite.All")
+    );
+}
+
+/// Graph offers no filter for requests waiting on a callback: `pending` says so, and what
+/// to do instead, without calling anything.
+#[tokio::test]
+async fn pending_says_why_it_cannot_list_access_package_requests() {
+    let graph = Graph::start().await;
+    let identity = Identity::start().await;
+    let ran = handler(
+        &env_for(&graph, &identity),
+        &["pending", "--json", "--access-packages"],
+    )
+    .await;
+    let doc = assert_one_problem(&ran, 2, "invalid-argument");
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("no filter") && detail.contains("handler check --assignment-request"),
+        "{detail}"
+    );
+    assert_eq!(graph.calls().await, 0);
+    assert_eq!(identity.calls().await, 0);
+}
+
 /// The throwaway test-only key and certificate (see the file's header).
 const TEST_CERTIFICATE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -8,6 +8,13 @@
 //! task (from the path when it names one, otherwise through the taskProcessingResult), its
 //! `customTaskExtensionID` argument, and that extension's authorized apps. Reads are cached
 //! and single-flight, and every doubt (a read that fails, an unknown extension) refuses.
+//!
+//! Entitlement Management records nothing to check a caller against: its custom extensions
+//! (`accessPackageAssignmentRequestWorkflowExtension`, `accessPackageAssignmentWorkflowExtension`)
+//! have a `callbackConfiguration` whose v1.0 type (`customExtensionCallbackConfiguration`)
+//! declares only `timeoutDuration`, no `authorizedApps`; their `authenticationConfiguration`
+//! names the audience of the token *sent to* the Logic App, not who may call back. So under
+//! `CALLER_SCOPE=extension` an access-package resume is refused, never let through unchecked.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,6 +28,7 @@ use crate::config::Config;
 use crate::graph::extension::{self, App, Extension};
 use crate::graph::{GetError, GraphClient, GraphFailure};
 use crate::identity::{CredentialError, TokenSource};
+use crate::request::Target;
 use crate::request::ids::Guid;
 use crate::request::path::ResumeTarget;
 
@@ -84,6 +92,11 @@ pub enum ScopeError {
     },
     #[error("{}", .0.message)]
     Identity(CredentialError),
+    /// An access-package resume under `CALLER_SCOPE=extension`: nothing to check it against.
+    #[error(
+        "Entitlement Management records no app allowed to resume an access-package request (its custom extensions' callbackConfiguration declares only timeoutDuration in Graph v1.0, no authorizedApps), so under CALLER_SCOPE=extension the caller (app id {caller_app_id}) cannot be checked and is refused."
+    )]
+    AccessPackageUnscoped { caller_app_id: String },
 }
 
 /// A positive decision.
@@ -144,9 +157,18 @@ impl Authorizer {
     pub async fn authorize(
         &self,
         caller_app_id: &str,
-        target: &ResumeTarget,
+        target: &Target,
         started: Instant,
     ) -> Result<Verdict, ScopeError> {
+        let target = match target {
+            Target::Task(t, _) => t,
+            // Refused in dry-run too: the answer does not depend on anything read.
+            Target::AccessPackage(_) => {
+                return Err(ScopeError::AccessPackageUnscoped {
+                    caller_app_id: caller_app_id.to_owned(),
+                });
+            }
+        };
         if self.dry_run {
             return Ok(Verdict::SkippedDryRun);
         }

@@ -70,6 +70,12 @@ pub const DEFAULT_OPERATOR_CLIENT_ID: &str = "14d82eec-204b-4c2f-b7e8-296a70dab6
 /// The settings the Functions host sets itself; users never configure them.
 pub const HOST_SET: &[&str] = &["FUNCTIONS_CUSTOMHANDLER_PORT", "FUNCTIONS_APP_ROOT_PATH"];
 
+/// What the platform sets where it offers a managed identity (App Service and Functions:
+/// `IDENTITY_ENDPOINT`; older hosts: `MSI_ENDPOINT`; a Function App without an identity still
+/// sets `WEBSITE_INSTANCE_ID`). Read here once, like every setting, to choose the credential.
+pub const PLATFORM_IDENTITY: &[&str] =
+    &["IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID"];
+
 /// The national cloud whose Graph the gateway calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphCloud {
@@ -215,6 +221,8 @@ pub struct Config {
     pub caller_auth: CallerAuth,
     /// Device-code sign-in for the operator commands.
     pub operator: OperatorSignIn,
+    /// The [`PLATFORM_IDENTITY`] variables that are set, with their values.
+    pub platform_identity: Vec<(&'static str, String)>,
 }
 
 /// A setting that cannot be used, with what would be accepted.
@@ -415,7 +423,19 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(".")),
             caller_auth,
             operator,
+            platform_identity: PLATFORM_IDENTITY
+                .iter()
+                .filter_map(|name| Some((*name, get(name)?)))
+                .collect(),
         })
+    }
+
+    /// A [`PLATFORM_IDENTITY`] variable as read at start.
+    pub fn platform(&self, name: &str) -> Option<String> {
+        self.platform_identity
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -506,6 +526,29 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_platform_identity_is_read_with_the_settings() {
+        let c = load(&[
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:41234/msi/token"),
+            ("WEBSITE_INSTANCE_ID", " "),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.platform_identity,
+            vec![(
+                "IDENTITY_ENDPOINT",
+                "http://127.0.0.1:41234/msi/token".to_owned()
+            )]
+        );
+        assert_eq!(
+            c.platform("IDENTITY_ENDPOINT").as_deref(),
+            Some("http://127.0.0.1:41234/msi/token")
+        );
+        // Empty is unset, as for every setting.
+        assert_eq!(c.platform("WEBSITE_INSTANCE_ID"), None);
+        assert!(load(&[]).unwrap().platform_identity.is_empty());
     }
 
     #[test]

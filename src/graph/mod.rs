@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::identity::GraphToken;
 use crate::outbound::{self, LazyClient};
-use crate::request::OperationStatus;
+use crate::request::access_package::AccessPackageResume;
+use crate::request::{OperationStatus, Resume};
 use crate::retry;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +53,78 @@ impl ResumeBody {
             },
             source,
             kind: "lifecycleEvent",
+        }
+    }
+}
+
+/// The body of Entitlement Management's `accessPackageAssignmentRequest: resume` (graph-docs-contrib
+/// `accesspackageassignmentrequest-resume.md`): the same three parameters, held to the
+/// metadata by `tests/graph_conformance.rs`. `type` names the stage
+/// (`microsoft.graph.accessPackageCustomExtensionStage.<stage>`, as Microsoft's examples send).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessPackageResumeBody {
+    pub data: AccessPackageCallbackData,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `accessPackageAssignmentRequestCallbackData`. The action declares `data` as the abstract
+/// `customExtensionData`, so the concrete type is named with `@odata.type`; the rest are the
+/// type's declared properties, and none other.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPackageCallbackData {
+    #[serde(rename = "@odata.type")]
+    pub odata_type: &'static str,
+    /// A member name of `accessPackageCustomExtensionStage`.
+    pub stage: &'static str,
+    pub custom_extension_stage_instance_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_extension_stage_instance_detail: Option<String>,
+    /// `denied` or `canceled`, only at `assignmentRequestCreated` (checked by the parser).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+}
+
+impl AccessPackageResumeBody {
+    /// The body for a validated request, with the `source` Graph records.
+    pub fn new(request: &AccessPackageResume, source: String) -> Self {
+        let t = &request.target;
+        Self {
+            data: AccessPackageCallbackData {
+                odata_type: "microsoft.graph.accessPackageAssignmentRequestCallbackData",
+                stage: t.stage.as_str(),
+                custom_extension_stage_instance_id: t.stage_instance_id.to_string(),
+                custom_extension_stage_instance_detail: request.detail.clone(),
+                state: t.state.map(|s| s.as_str()),
+            },
+            source,
+            kind: format!(
+                "microsoft.graph.accessPackageCustomExtensionStage.{}",
+                t.stage.as_str()
+            ),
+        }
+    }
+}
+
+/// The body of either resume action: the one place a request becomes what Graph receives.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum GraphBody {
+    Task(ResumeBody),
+    AccessPackage(AccessPackageResumeBody),
+}
+
+impl GraphBody {
+    /// The body for `request`; `default_source` when the caller gave no `source`.
+    pub fn new(request: &Resume, default_source: &str) -> Self {
+        let source = request.source().unwrap_or(default_source).to_owned();
+        match request {
+            Resume::Task(r) => Self::Task(ResumeBody::new(r.status, source)),
+            Resume::AccessPackage(r) => {
+                Self::AccessPackage(AccessPackageResumeBody::new(r, source))
+            }
         }
     }
 }
@@ -225,7 +298,7 @@ impl GraphClient {
     pub async fn resume(
         &self,
         path: &str,
-        body: &ResumeBody,
+        body: &GraphBody,
         token: &GraphToken,
         client_request_id: &str,
         timeout: Duration,
@@ -589,6 +662,44 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&b).unwrap(),
             serde_json::json!({"data": {"operationStatus": "failed"}, "source": "hr", "type": "lifecycleEvent"})
+        );
+    }
+
+    #[test]
+    fn access_package_body_carries_only_what_graph_declares() {
+        let a = "0e60f18c-b2a0-4887-9da8-da2e30a39d99";
+        let s = "957d0c50-466b-4840-bb5b-c92cea7141ff";
+        let parse = |v: serde_json::Value| Resume::parse(v.to_string().as_bytes()).unwrap();
+        let r = parse(
+            serde_json::json!({"assignmentRequestId": a, "customExtensionStageInstanceId": s, "stage": "AssignmentRequestCreated", "state": "Denied", "detail": "SoD"}),
+        );
+        assert_eq!(
+            serde_json::to_value(GraphBody::new(&r, "resume-gateway")).unwrap(),
+            serde_json::json!({"source": "resume-gateway",
+                "type": "microsoft.graph.accessPackageCustomExtensionStage.assignmentRequestCreated",
+                "data": {"@odata.type": "microsoft.graph.accessPackageAssignmentRequestCallbackData",
+                    "stage": "assignmentRequestCreated", "customExtensionStageInstanceId": s,
+                    "customExtensionStageInstanceDetail": "SoD", "state": "denied"}})
+        );
+        let r = parse(
+            serde_json::json!({"assignmentRequestId": a, "customExtensionStageInstanceId": s, "stage": "assignmentRequestGranted", "source": "la"}),
+        );
+        assert_eq!(
+            serde_json::to_value(GraphBody::new(&r, "resume-gateway")).unwrap(),
+            serde_json::json!({"source": "la",
+                "type": "microsoft.graph.accessPackageCustomExtensionStage.assignmentRequestGranted",
+                "data": {"@odata.type": "microsoft.graph.accessPackageAssignmentRequestCallbackData",
+                    "stage": "assignmentRequestGranted", "customExtensionStageInstanceId": s}})
+        );
+        // A task's body is the same through either constructor.
+        let task = Resume::parse(include_bytes!("../../samples/resume-callout.json")).unwrap();
+        assert_eq!(
+            serde_json::to_value(GraphBody::new(&task, "resume-gateway")).unwrap(),
+            serde_json::to_value(ResumeBody::new(
+                OperationStatus::Completed,
+                "resume-gateway".into()
+            ))
+            .unwrap()
         );
     }
 

@@ -131,7 +131,36 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let tokens = Arc::new(TokenSource::from_config(&config)?);
+    let tokens = TokenSource::from_config(&config)?;
+    serve_with(config, tokens, listener, shutdown).await
+}
+
+/// [`serve`] with Graph tokens from `credential` instead of the one the settings choose. In-process
+/// tests run many apps in one process, each with its own mock identity endpoint, and
+/// azure_identity 1.0's managed identity reads its endpoint from the process environment
+/// (its `Env` is crate-private), which one process has only one of.
+pub async fn serve_with_credential(
+    config: Config,
+    credential: Arc<dyn azure_core::credentials::TokenCredential>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let tokens = TokenSource::new(
+        credential,
+        crate::identity::CredentialSource::ManagedIdentity,
+        config.graph_scope.clone(),
+        config.managed_identity_client_id.clone(),
+    );
+    serve_with(config, tokens, listener, shutdown).await
+}
+
+async fn serve_with(
+    config: Config,
+    tokens: TokenSource,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let tokens = Arc::new(tokens);
     let functions = host::discover(&config.app_root)?;
     let addr = listener.local_addr().ok();
     match raise_open_files_limit() {

@@ -13,13 +13,13 @@ use crate::caller::scope::ScopeError;
 use crate::config::ConfigError;
 use crate::graph::{GetError, GraphFailure};
 use crate::identity::{
-    CredentialError, CredentialSetupError, READ_PERMISSION, TokenIdentity, WRITE_PERMISSION,
-    ways_to_allow_resume,
+    ACCESS_PACKAGE_WRITE_PERMISSION, CredentialError, CredentialSetupError, READ_PERMISSION,
+    TokenIdentity, WRITE_PERMISSION, ways_to_allow_access_package_resume, ways_to_allow_resume,
 };
 use crate::request::echo;
 use crate::request::{MAX_BODY_BYTES, RequestError};
 use crate::resume::dedupe::DedupeError;
-use crate::resume::{DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
+use crate::resume::{Api, DEFAULT_RETRY_AFTER, ReadBack, ResumeError, Unavailable};
 
 /// Prefix of every problem `type`; docs/request-and-answer.md lists them all.
 pub const TYPE_PREFIX: &str = "urn:resume-gateway:problem:";
@@ -268,11 +268,11 @@ impl GatewayError {
             .with("field", field),
             Self::Request(e @ RequestError::CallbackPathRefused { field, .. }) => Problem::new(
                 "callback-path-refused",
-                "The callbackUriPath is not a Lifecycle Workflows resume path",
+                "The callbackUriPath is not a resume path the gateway calls",
                 StatusCode::BAD_REQUEST,
                 e.to_string(),
             )
-            .remedy("Pass callbackUriPath exactly as the Lifecycle Workflows callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls taskProcessingResults resume actions.")
+            .remedy("Pass callbackUriPath exactly as the callout carries it (@triggerBody()?['data']?['callbackUriPath']), or pass the whole callout; the gateway only calls Lifecycle Workflows' taskProcessingResults resume actions and Entitlement Management's assignmentRequests resume action.")
             .with("field", field),
             Self::TooLarge(limit) => Problem::new(
                 "payload-too-large",
@@ -509,6 +509,17 @@ fn scope_problem(error: &ScopeError) -> Problem {
             p.retry_after = Some(wait);
             p.with("retryAfterSeconds", wait.as_secs())
         }
+        ScopeError::AccessPackageUnscoped { caller_app_id } => Problem::new(
+            "caller-scope-unsupported",
+            "CALLER_SCOPE=extension cannot check Entitlement Management callers",
+            StatusCode::FORBIDDEN,
+            format!("{error} Nothing was sent to Graph's resume."),
+        )
+        .remedy(
+            "Serve Entitlement Management from a gateway with CALLER_SCOPE=tenant (every caller in CALLER_ALLOWED_APP_IDS may then \
+             resume any access-package request the gateway's identity may resume), or let this Logic App call Graph's resume itself.",
+        )
+        .with("callerAppId", caller_app_id),
         ScopeError::Identity(e) => {
             let mut p = identity_problem(e);
             p.retry_after = Some(DEFAULT_RETRY_AFTER);
@@ -522,9 +533,10 @@ fn resume_problem(error: &ResumeError) -> Problem {
         ResumeError::Rejected {
             failure,
             identity,
+            api,
             attempts,
             client_request_id,
-        } => graph_rejected(failure, identity)
+        } => graph_rejected(failure, identity, *api)
             .with("graph", failure)
             .with("attempts", attempts)
             .with("clientRequestId", client_request_id),
@@ -615,7 +627,7 @@ fn identity_problem(e: &CredentialError) -> Problem {
     .with("cause", e.class)
 }
 
-fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
+fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity, api: Api) -> Problem {
     let status = failure.status.unwrap_or(0);
     let code = failure.code.as_deref().unwrap_or("no error code");
     let detail = format!(
@@ -632,6 +644,19 @@ fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
                 _ => "its application id: see the Identity blade of the Function App".into(),
             };
             let app = identity.app_id.as_deref().unwrap_or("<application id>");
+            if api == Api::EntitlementManagement {
+                let roles = if identity.has_role(ACCESS_PACKAGE_WRITE_PERMISSION) {
+                    format!("The token does carry {ACCESS_PACKAGE_WRITE_PERMISSION}, so the grant may be too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
+                } else {
+                    format!("Now {}.", identity.roles_lacking(ACCESS_PACKAGE_WRITE_PERMISSION))
+                };
+                return problem("graph-forbidden", "Graph refused the gateway's identity")
+                    .remedy(format!(
+                        "Allow the Function App's identity ({who}) to resume access-package requests, either way: {}. {roles}",
+                        ways_to_allow_access_package_resume(app)
+                    ))
+                    .with("identity", identity);
+            }
             let roles = if identity.has_lifecycle_write() {
                 format!("The token does carry {WRITE_PERMISSION}, so the task's workflow may be out of its reach, or the grant is too new: tokens are cached for up to 24 h, restart the Function App to get a fresh one.")
             } else {
@@ -644,6 +669,10 @@ fn graph_rejected(failure: &GraphFailure, identity: &TokenIdentity) -> Problem {
                 ))
                 .with("identity", identity)
         }
+        404 if api == Api::EntitlementManagement => problem("graph-not-found", "Graph does not know this access package assignment request")
+            .remedy("Check assignmentRequestId (pass the callout unchanged): the request may have been deleted or the id is from another tenant."),
+        400 | 409 if api == Api::EntitlementManagement => problem("graph-rejected", "Graph refused the resume")
+            .remedy("A stage that is no longer waiting (already resumed, or past the extension's timeout), a stage or customExtensionStageInstanceId that is not the one the request waits on, or a state at a stage that takes none is refused; check the request's customExtensionCalloutInstances (handler check --assignment-request). Do not retry this request unchanged."),
         404 => problem("graph-not-found", "Graph does not know this task processing result")
             .remedy("Check the workflow, task and taskProcessingResult ids (pass the callout unchanged); a result of a deleted workflow lives under deletedItems/workflows."),
         400 | 409 => problem("graph-rejected", "Graph refused the resume")
@@ -697,6 +726,10 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16, roles: Vec<String>) -> GatewayError {
+        rejected_by(status, roles, Api::LifecycleWorkflows)
+    }
+
+    fn rejected_by(status: u16, roles: Vec<String>, api: Api) -> GatewayError {
         GatewayError::from(ResumeError::Rejected {
             failure: GraphFailure {
                 status: Some(status),
@@ -712,6 +745,7 @@ mod tests {
                 tenant_id: None,
                 roles,
             },
+            api,
             attempts: 1,
             client_request_id: "c-1".into(),
         })
@@ -719,6 +753,54 @@ mod tests {
 
     /// The summary line reads Graph's status, request id and the attempt count from the typed
     /// error; they must be what the problem document itself says, for every error that has them.
+    #[test]
+    fn entitlement_management_refusals_name_its_permission_and_role() {
+        let p = rejected_by(
+            403,
+            vec!["User.Read.All".into()],
+            Api::EntitlementManagement,
+        )
+        .problem();
+        let remedy = p.remedy.clone().unwrap_or_default();
+        assert_eq!(p.slug(), "graph-forbidden");
+        assert!(remedy.contains(ACCESS_PACKAGE_WRITE_PERMISSION), "{remedy}");
+        assert!(
+            remedy.contains("Access package assignment manager"),
+            "{remedy}"
+        );
+        assert!(
+            remedy.contains("but not EntitlementManagement.ReadWrite.All"),
+            "{remedy}"
+        );
+        assert!(!remedy.contains(WRITE_PERMISSION), "{remedy}");
+        let p = rejected_by(
+            403,
+            vec![ACCESS_PACKAGE_WRITE_PERMISSION.into()],
+            Api::EntitlementManagement,
+        )
+        .problem();
+        assert!(
+            p.remedy
+                .unwrap_or_default()
+                .contains("restart the Function App")
+        );
+        let p = rejected_by(404, vec![], Api::EntitlementManagement).problem();
+        assert!(
+            p.title.contains("access package assignment request"),
+            "{}",
+            p.title
+        );
+        let p = rejected_by(400, vec![], Api::EntitlementManagement).problem();
+        assert!(
+            p.remedy
+                .unwrap_or_default()
+                .contains("customExtensionCalloutInstances")
+        );
+        // Lifecycle Workflows' answers are unchanged.
+        let p = rejected(403, vec![]).problem();
+        assert!(p.remedy.unwrap_or_default().contains(WRITE_PERMISSION));
+    }
+
     #[test]
     fn typed_accessors_agree_with_the_problem_document() {
         let failure = |status: Option<u16>| GraphFailure {

@@ -20,7 +20,7 @@ use crate::caller::scope::Authorizer;
 use crate::caller::{Authenticator, Caller, CallerAuthError};
 use crate::http::host::{self, HttpFunction};
 use crate::http::problem::{GatewayError, Problem};
-use crate::request::{MAX_BODY_BYTES, ResumeRequest};
+use crate::request::{MAX_BODY_BYTES, Resume, Target};
 use crate::resume::dedupe::Deduplicator;
 use crate::resume::{Outcome, Resumed, Resumer};
 
@@ -173,13 +173,17 @@ impl Summary<'_> {
 
     /// Step 3 on success: one info line with every id and figure, never the subject's data.
     fn log_resumed(&self, (outcome, request, authorization): &Done) {
-        let target = &outcome.target;
+        let ids = Ids::of(Some(&outcome.target));
         tracing::info!(
             invocation_id = self.invocation_id,
-            workflow_id = target.workflow_id.as_str(),
-            task_id = target.task_id.as_ref().map(|t| t.as_str()),
-            task_processing_result_id = target.result_id.as_str(),
-            operation_status = outcome.status.as_str(),
+            workflow_id = ids.workflow_id,
+            task_id = ids.task_id,
+            task_processing_result_id = ids.result_id,
+            operation_status = ids.operation_status,
+            assignment_request_id = ids.assignment_request_id,
+            custom_extension_stage_instance_id = ids.stage_instance_id,
+            stage = ids.stage,
+            state = ids.state,
             status = 200,
             graph_status = outcome.graph_status,
             graph_request_id = outcome.graph_request_id.as_deref(),
@@ -207,7 +211,7 @@ impl Summary<'_> {
     fn resumed(&self, (outcome, request, authorization): &Done) -> Response {
         let body = Resumed::new(
             outcome,
-            &request.status_reasons,
+            request.status_reasons(),
             self.elapsed,
             self.invocation_id,
         )
@@ -216,34 +220,36 @@ impl Summary<'_> {
     }
 
     /// The problem answer for a failure, with the invocation id and the caller's reasons.
-    fn problem(&self, error: &GatewayError, request: Option<&ResumeRequest>) -> Problem {
+    fn problem(&self, error: &GatewayError, request: Option<&Resume>) -> Problem {
         error
             .problem()
             .with("invocationId", self.invocation_id)
             .with(
                 "statusReasons",
-                request.map(|r| &r.status_reasons).filter(|r| !r.is_empty()),
+                request
+                    .map(Resume::status_reasons)
+                    .filter(|r| !r.is_empty()),
             )
     }
 
     /// Step 3 on failure: one warn line (error for 5xx) naming the problem and, from the
     /// typed error, what Graph said.
-    fn log_refused(
-        &self,
-        error: &GatewayError,
-        request: Option<&ResumeRequest>,
-        problem: &Problem,
-    ) {
-        let target = request.map(|r| &r.target);
+    fn log_refused(&self, error: &GatewayError, request: Option<&Resume>, problem: &Problem) {
+        let target = request.map(Resume::target);
+        let ids = Ids::of(target.as_ref());
         let graph = error.graph_failure();
         macro_rules! summary {
             ($level:ident) => {
                 tracing::$level!(
                     invocation_id = self.invocation_id,
-                    workflow_id = target.map(|t| t.workflow_id.as_str()),
-                    task_id = target.and_then(|t| t.task_id.as_ref().map(|x| x.as_str())),
-                    task_processing_result_id = target.map(|t| t.result_id.as_str()),
-                    operation_status = request.map(|r| r.status.as_str()),
+                    workflow_id = ids.workflow_id,
+                    task_id = ids.task_id,
+                    task_processing_result_id = ids.result_id,
+                    operation_status = ids.operation_status,
+                    assignment_request_id = ids.assignment_request_id,
+                    custom_extension_stage_instance_id = ids.stage_instance_id,
+                    stage = ids.stage,
+                    state = ids.state,
                     status = problem.status,
                     problem = problem.slug(),
                     graph_status = graph.and_then(|g| g.status),
@@ -252,7 +258,7 @@ impl Summary<'_> {
                     caller_app_id = self.caller_app_id(),
                     caller_object_id = self.caller_object_id(),
                     elapsed_ms = self.elapsed_ms(),
-                    status_reasons = request.and_then(ResumeRequest::reasons_for_log),
+                    status_reasons = request.and_then(Resume::reasons_for_log),
                     "resume not done: {}",
                     problem.detail
                 )
@@ -262,6 +268,42 @@ impl Summary<'_> {
             summary!(error);
         } else {
             summary!(warn);
+        }
+    }
+}
+
+/// The ids a summary line carries, of either kind of target (never the callout's subject,
+/// nor an access-package resume's free-text `detail`).
+#[derive(Default)]
+struct Ids<'a> {
+    workflow_id: Option<&'a str>,
+    task_id: Option<&'a str>,
+    result_id: Option<&'a str>,
+    operation_status: Option<&'static str>,
+    assignment_request_id: Option<&'a str>,
+    stage_instance_id: Option<&'a str>,
+    stage: Option<&'static str>,
+    state: Option<&'static str>,
+}
+
+impl<'a> Ids<'a> {
+    fn of(target: Option<&'a Target>) -> Self {
+        match target {
+            None => Self::default(),
+            Some(Target::Task(t, status)) => Self {
+                workflow_id: Some(t.workflow_id.as_str()),
+                task_id: t.task_id.as_ref().map(|x| x.as_str()),
+                result_id: Some(t.result_id.as_str()),
+                operation_status: Some(status.as_str()),
+                ..Self::default()
+            },
+            Some(Target::AccessPackage(t)) => Self {
+                assignment_request_id: Some(t.request.request_id.as_str()),
+                stage_instance_id: Some(t.stage_instance_id.as_str()),
+                stage: Some(t.stage.as_str()),
+                state: t.state.map(|s| s.as_str()),
+                ..Self::default()
+            },
         }
     }
 }
@@ -287,9 +329,9 @@ fn json_answer(body: &impl serde::Serialize) -> Response {
     }
 }
 
-type Failure = (GatewayError, Option<ResumeRequest>);
+type Failure = (GatewayError, Option<Resume>);
 /// A resume done: the outcome, the request it answers, and how the caller was authorized.
-type Done = (Outcome, ResumeRequest, Option<String>);
+type Done = (Outcome, Resume, Option<String>);
 
 /// Step 2: request in, validated resume, authorized caller, (dedupe) Graph, outcome (with how
 /// the caller was authorized for the task, under `CALLER_SCOPE=extension`).
@@ -318,14 +360,12 @@ async fn handle(
     if bytes.is_empty() {
         return Err((empty(), None));
     }
-    let request = ResumeRequest::parse(&bytes).map_err(|e| (e.into(), None))?;
+    let request = Resume::parse(&bytes).map_err(|e| (e.into(), None))?;
+    let target = request.target();
     // Per request, before the shared resume: a caller never rides on another's authorization.
     let authorization = match (&state.scope, caller) {
         (Some(scope), Some(caller)) => {
-            match scope
-                .authorize(&caller.app_id, &request.target, started)
-                .await
-            {
+            match scope.authorize(&caller.app_id, &target, started).await {
                 Ok(verdict) => Some(verdict.describe()),
                 Err(e) => return Err((e.into(), Some(request))),
             }
@@ -333,13 +373,11 @@ async fn handle(
         _ => None,
     };
     let resume = {
-        let (resumer, request) = (Arc::clone(&state.resumer), request.clone());
-        async move { resumer.resume(&request, started).await }
+        let resumer = Arc::clone(&state.resumer);
+        let (target, body) = (target.clone(), resumer.body(&request));
+        async move { resumer.send(target, body, started).await }
     };
-    let shared = state
-        .dedupe
-        .run(&request.target, request.status, resume)
-        .await;
+    let shared = state.dedupe.run(&target, resume).await;
     match shared {
         Ok(Ok(outcome)) => Ok((outcome, request, authorization)),
         Ok(Err(e)) => Err((e.into(), Some(request))),

@@ -113,19 +113,27 @@ impl TokenIdentity {
 
     /// Whether the token carries the application permission that allows any resume.
     pub fn has_lifecycle_write(&self) -> bool {
-        self.roles
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(WRITE_PERMISSION))
+        self.has_role(WRITE_PERMISSION)
+    }
+
+    /// Whether the token carries the application permission `role`.
+    pub(crate) fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
     }
 
     /// What the token's roles say about the resume permission, for remedies: "the token
     /// carries no application permissions" or "the token carries X, Y but not …".
     pub(crate) fn roles_lacking_write(&self) -> String {
+        self.roles_lacking(WRITE_PERMISSION)
+    }
+
+    /// [`Self::roles_lacking_write`] for any permission.
+    pub(crate) fn roles_lacking(&self, permission: &str) -> String {
         if self.roles.is_empty() {
             "the token carries no application permissions".to_owned()
         } else {
             format!(
-                "the token carries {} but not {WRITE_PERMISSION}",
+                "the token carries {} but not {permission}",
                 self.roles.join(", ")
             )
         }
@@ -136,6 +144,24 @@ impl TokenIdentity {
 pub(crate) const WRITE_PERMISSION: &str = "LifecycleWorkflows.ReadWrite.All";
 /// Microsoft Graph's application permission to read workflows, tasks and extensions.
 pub(crate) const READ_PERMISSION: &str = "LifecycleWorkflows.Read.All";
+
+/// Microsoft Graph's application permission for Entitlement Management's resume
+/// (graph-docs-contrib `accesspackageassignmentrequest-resume.md`, permissions table), and to
+/// read assignment requests and catalogs' custom extensions.
+pub(crate) const ACCESS_PACKAGE_WRITE_PERMISSION: &str = "EntitlementManagement.ReadWrite.All";
+
+/// The two ways to let the app `app` resume access-package requests, least privilege first;
+/// the one place that says how. The role alternative is from the resume page's app-only note
+/// (its beta version: "the calling app can be assigned one of the preceding supported roles
+/// instead of the EntitlementManagement.ReadWrite.All application permission").
+pub(crate) fn ways_to_allow_access_package_resume(app: &str) -> String {
+    format!(
+        "(1) least privilege: assign {app} the catalog role Access package assignment manager on the catalog of the access package \
+         (Entra admin center → Identity Governance → Catalogs → the catalog → Roles and administrators); or \
+         (2) grant {app} the Microsoft Graph application permission {ACCESS_PACKAGE_WRITE_PERMISSION} with admin consent. \
+         Entitlement Management has no per-extension list of apps allowed to resume"
+    )
+}
 
 /// The two ways to let the app `app` resume a task, least privilege first; the one place
 /// that says how, for the gateway's 403 answer and `handler check` alike.
@@ -355,7 +381,7 @@ impl TokenSource {
 
     /// Builds the credential the settings ask for.
     pub fn from_config(config: &Config) -> Result<Self, CredentialSetupError> {
-        let source = CredentialSource::resolve(&config.credential, |k| std::env::var(k).ok());
+        let source = CredentialSource::resolve(&config.credential, |k| config.platform(k));
         // The gateway has no person at a terminal to enter a code, and a Function App has its
         // managed identity and no place for a key file.
         if matches!(
@@ -731,6 +757,30 @@ pub(crate) mod tests {
         let env = |_: &str| Some("x".to_string());
         assert_eq!(
             CredentialSource::resolve(&CredentialKind::Developer, env),
+            CredentialSource::Developer
+        );
+    }
+
+    #[test]
+    fn the_credential_is_chosen_from_the_settings_not_the_process_environment() {
+        // The test process has no IDENTITY_ENDPOINT; the settings do.
+        assert!(std::env::var_os("IDENTITY_ENDPOINT").is_none());
+        let settings = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(|k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap()
+        };
+        let platform = settings(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token")]);
+        assert_eq!(
+            TokenSource::from_config(&platform).unwrap().source(),
+            CredentialSource::ManagedIdentity
+        );
+        assert_eq!(
+            TokenSource::from_config(&settings(&[])).unwrap().source(),
             CredentialSource::Developer
         );
     }

@@ -24,6 +24,7 @@ use crate::identity::{
     CredentialSource, OperatorAccess, READ_PERMISSION, TokenIdentity, TokenSource,
     WRITE_PERMISSION, ways_to_allow_resume,
 };
+use crate::ops::access_package;
 use crate::ops::cli::CheckArgs;
 use crate::request::ids::Guid;
 
@@ -52,7 +53,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str, status: Status, detail: impl Into<String>) -> Self {
+    pub(super) fn new(name: &'static str, status: Status, detail: impl Into<String>) -> Self {
         Self {
             name,
             status,
@@ -61,7 +62,7 @@ impl Check {
         }
     }
 
-    fn remedy(mut self, remedy: impl Into<String>) -> Self {
+    pub(super) fn remedy(mut self, remedy: impl Into<String>) -> Self {
         self.remedy = Some(remedy.into());
         self
     }
@@ -112,7 +113,14 @@ pub fn main(args: CheckArgs) -> ExitCode {
         }
         Ok((config, logs)) => {
             logs.start();
-            match block_on(run(&config, args.extension.as_ref())) {
+            let access_package = access_package::Asked {
+                extension: args
+                    .catalog
+                    .as_ref()
+                    .zip(args.access_package_extension.as_ref()),
+                assignment_request: args.assignment_request.as_ref(),
+            };
+            match block_on(run(&config, args.extension.as_ref(), &access_package)) {
                 Ok(report) => report,
                 Err(e) => return fail(&e, args.json),
             }
@@ -131,7 +139,11 @@ pub fn main(args: CheckArgs) -> ExitCode {
     })
 }
 
-async fn run(config: &Config, extension: Option<&Guid>) -> Report {
+async fn run(
+    config: &Config,
+    extension: Option<&Guid>,
+    access_package: &access_package::Asked<'_>,
+) -> Report {
     let mut checks = vec![Check::new(
         "settings",
         Status::Pass,
@@ -197,6 +209,7 @@ async fn run(config: &Config, extension: Option<&Guid>) -> Report {
         }
     }
 
+    checks.extend(access_package::checks(&graph, config, token.as_deref(), access_package).await);
     checks.push(read_check(&graph, config, token.as_ref().map(|t| t.secret())).await);
     checks.push(probe(&graph, token.as_ref().map(|t| t.secret())).await);
     finish(checks, Some(source), identity)

@@ -37,7 +37,7 @@ pub enum Command {
     /// List tasks of a workflow still waiting on a custom task extension.
     Pending(PendingArgs),
     /// Resume one waiting task, exactly as the resume function would.
-    Resume(ResumeArgs),
+    Resume(Box<ResumeArgs>),
     /// Check settings, credential, identity, permission and Graph reachability.
     Check(CheckArgs),
     /// Allow an app (the gateway's identity) to resume one custom task extension's tasks.
@@ -59,10 +59,15 @@ pub struct SignInArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["workflow", "access_packages"])))]
 pub struct PendingArgs {
     /// The workflow's id (a GUID).
     #[arg(long, value_name = "ID", value_parser = guid)]
-    pub workflow: Guid,
+    pub workflow: Option<Guid>,
+    /// Entitlement Management: says why Graph cannot list access-package requests waiting on
+    /// a callback, and what to do instead.
+    #[arg(long)]
+    pub access_packages: bool,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -71,7 +76,7 @@ pub struct PendingArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["workflow", "callback_uri_path", "callout"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["workflow", "callback_uri_path", "callout", "assignment_request"])))]
 pub struct ResumeArgs {
     /// Workflow id; needs --task and --result.
     #[arg(long, value_name = "ID", requires_all = ["task", "result"], value_parser = guid)]
@@ -85,12 +90,31 @@ pub struct ResumeArgs {
     /// The callout's callbackUriPath, as `handler pending` prints it.
     #[arg(long, value_name = "PATH")]
     pub callback_uri_path: Option<String>,
-    /// A file holding the Lifecycle Workflows callout (`-` reads standard input).
+    /// A file holding the callout, Lifecycle Workflows' or an access-package extension's
+    /// (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
     pub callout: Option<PathBuf>,
-    /// The outcome to record for the task (any case, as the resume function takes it).
+    /// Entitlement Management: the access package assignment request's id; needs
+    /// --stage-instance and --stage.
+    #[arg(long, value_name = "ID", requires_all = ["stage_instance", "stage"], value_parser = guid)]
+    pub assignment_request: Option<Guid>,
+    /// Entitlement Management: the callout's customExtensionStageInstanceId.
+    #[arg(long, value_name = "ID", requires = "assignment_request", value_parser = guid)]
+    pub stage_instance: Option<Guid>,
+    /// Entitlement Management: the stage the request waits at, e.g. assignmentRequestCreated.
+    #[arg(long, value_name = "STAGE", requires = "assignment_request")]
+    pub stage: Option<String>,
+    /// Entitlement Management: deny or cancel the request (only at assignmentRequestCreated);
+    /// without it the request continues.
+    #[arg(long, value_name = "denied|canceled", conflicts_with = "status")]
+    pub state: Option<String>,
+    /// Entitlement Management: sent to Graph as customExtensionStageInstanceDetail.
+    #[arg(long, value_name = "TEXT", conflicts_with = "status")]
+    pub detail: Option<String>,
+    /// Lifecycle Workflows: the outcome to record for the task (any case, as the resume
+    /// function takes it). Required for a task; an access-package resume takes none.
     #[arg(long, value_enum, ignore_case = true)]
-    pub status: StatusArg,
+    pub status: Option<StatusArg>,
     /// A status reason, for the record: logged and printed, never sent to Graph (its resume
     /// action has no place for reasons); repeat for several.
     #[arg(long = "reason", value_name = "TEXT")]
@@ -125,6 +149,17 @@ pub struct CheckArgs {
     /// Also check this custom task extension's callbackConfiguration.authorizedApps.
     #[arg(long, value_name = "CUSTOM_TASK_EXTENSION_ID", value_parser = guid)]
     pub extension: Option<Guid>,
+    /// Entitlement Management: also check this catalog custom extension (with --catalog):
+    /// whether it waits for a resume, and the permission to resume.
+    #[arg(long, value_name = "ID", requires = "catalog", value_parser = guid)]
+    pub access_package_extension: Option<Guid>,
+    /// The catalog of --access-package-extension.
+    #[arg(long, value_name = "CATALOG_ID", requires = "access_package_extension", value_parser = guid)]
+    pub catalog: Option<Guid>,
+    /// Entitlement Management: also show this assignment request's custom extension callout
+    /// instances, and which one waits for a resume.
+    #[arg(long, value_name = "ID", value_parser = guid)]
+    pub assignment_request: Option<Guid>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -209,7 +244,7 @@ pub fn run(command: Command) -> ExitCode {
         // main handles serving itself: it owns the signal handling and the serve exit codes.
         Command::Serve => unreachable!("`serve` is dispatched by main"),
         Command::Pending(args) => ops::pending::main(args),
-        Command::Resume(args) => ops::resume::main(args),
+        Command::Resume(args) => ops::resume::main(*args),
         Command::Check(args) => ops::check::main(args),
         Command::Grant(args) => ops::grant::main(args),
     }

@@ -3,6 +3,7 @@
 //! `--json`, on stdout; diagnostics go to stderr. Only ids are printed, never a subject's
 //! name, UPN or mail, and never a token.
 
+pub(crate) mod access_package;
 pub(crate) mod check;
 pub mod cli;
 pub(crate) mod grant;

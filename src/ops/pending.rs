@@ -84,11 +84,18 @@ pub struct Report {
 
 /// `handler pending`.
 pub fn main(args: PendingArgs) -> ExitCode {
+    let Some(workflow) = args.workflow else {
+        let e = CommandError::InvalidArgument {
+            argument: Some("--access-packages".into()),
+            message: super::access_package::NO_PENDING_FILTER.into(),
+        };
+        return super::fail(&e, args.json);
+    };
     run_signed_in(
         &args.sign_in,
         OperatorAccess::Read,
         args.json,
-        |config, tokens| async move { scan(&config, &tokens, &args.workflow).await },
+        |config, tokens| async move { scan(&config, &tokens, &workflow).await },
         print_report,
     )
 }

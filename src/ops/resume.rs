@@ -14,7 +14,7 @@ use super::{
 use crate::http::problem::{CommandError, GatewayError, Problem};
 use crate::identity::{CredentialSource, OperatorAccess, TokenSource};
 use crate::ops::cli::ResumeArgs;
-use crate::request::{OperationStatus, RequestError, ResumeRequest};
+use crate::request::{OperationStatus, RequestError, Resume, Target};
 use crate::resume::{Outcome, Resumed, Resumer};
 
 /// Why the flags do not make a resume request.
@@ -34,21 +34,42 @@ pub enum ArgsError {
     Invalid(#[from] RequestError),
 }
 
-/// The JSON body an HTTP caller would POST for these flags.
+/// The JSON body an HTTP caller would POST for these flags; the request parser then says
+/// what is missing (`--status` for a task, `--stage` for an access-package request).
 pub fn request_body(args: &ResumeArgs) -> Result<Value, ArgsError> {
-    let status = OperationStatus::from(args.status);
-    let mut body = json!({"operationStatus": status.as_str()});
+    let mut body = json!({});
+    if let Some(status) = args.status {
+        body["operationStatus"] = json!(OperationStatus::from(status).as_str());
+    }
     if !args.reasons.is_empty() {
         body["statusReasons"] = json!(args.reasons);
+    }
+    for (field, value) in [("state", &args.state), ("detail", &args.detail)] {
+        if let Some(value) = value {
+            body[field] = json!(value);
+        }
     }
     if let Some(path) = &args.callback_uri_path {
         body["callbackUriPath"] = json!(path);
     } else if let Some(file) = &args.callout {
         body["callout"] = read_callout(file)?;
+    } else if let Some(request) = &args.assignment_request {
+        body["assignmentRequestId"] = json!(request);
+        body["customExtensionStageInstanceId"] = json!(args.stage_instance);
+        body["stage"] = json!(args.stage);
     } else {
         body["workflowId"] = json!(args.workflow);
         body["taskId"] = json!(args.task);
         body["taskProcessingResultId"] = json!(args.result);
+    }
+    if args.callback_uri_path.is_some() {
+        // An access-package path needs the stage and its instance beside it.
+        if let Some(instance) = &args.stage_instance {
+            body["customExtensionStageInstanceId"] = json!(instance);
+        }
+        if let Some(stage) = &args.stage {
+            body["stage"] = json!(stage);
+        }
     }
     Ok(body)
 }
@@ -78,7 +99,7 @@ pub fn main(args: ResumeArgs) -> ExitCode {
     config.dry_run |= args.dry_run;
 
     let request = match request_body(&args)
-        .and_then(|body| ResumeRequest::parse(body.to_string().as_bytes()).map_err(ArgsError::from))
+        .and_then(|body| Resume::parse(body.to_string().as_bytes()).map_err(ArgsError::from))
     {
         Ok(r) => r,
         Err(ArgsError::Invalid(e)) => {
@@ -122,16 +143,16 @@ pub fn main(args: ResumeArgs) -> ExitCode {
                 if args.json {
                     print_json(&Resumed::new(
                         &outcome,
-                        &request.status_reasons,
+                        request.status_reasons(),
                         outcome.elapsed,
                         None,
                     ));
                 } else {
                     print_outcome(&outcome);
-                    if !request.status_reasons.is_empty() {
+                    if !request.status_reasons().is_empty() {
                         println!(
                             "status reasons, recorded here only (Graph's resume action takes none): {}",
-                            request.status_reasons.join("; ")
+                            request.status_reasons().join("; ")
                         );
                     }
                 }
@@ -153,31 +174,53 @@ pub fn main(args: ResumeArgs) -> ExitCode {
 /// How a refused resume's stderr line starts.
 const NOT_RESUMED: &str = "not resumed";
 
+/// The target and the outcome asked for, in words: "task processing result … (workflow …,
+/// task …) … as completed", or "access package assignment request … at stage … (instance
+/// …) … to continue".
+fn described(target: &Target) -> (String, String) {
+    match target {
+        Target::Task(t, status) => {
+            let task = t
+                .task_id
+                .as_ref()
+                .map(|x| format!(", task {x}"))
+                .unwrap_or_default();
+            (
+                format!(
+                    "task processing result {} (workflow {}{task})",
+                    t.result_id, t.workflow_id
+                ),
+                format!("as {}", status.as_str()),
+            )
+        }
+        Target::AccessPackage(t) => (
+            format!(
+                "access package assignment request {} at stage {} (instance {})",
+                t.request.request_id,
+                t.stage.as_str(),
+                t.stage_instance_id
+            ),
+            match t.state {
+                None => "to continue".to_owned(),
+                Some(s) => format!("with state {}", s.as_str()),
+            },
+        ),
+    }
+}
+
 fn print_outcome(o: &Outcome) {
-    let t = &o.target;
-    let task = t
-        .task_id
-        .as_ref()
-        .map(|x| format!(", task {x}"))
-        .unwrap_or_default();
+    let (what, how) = described(&o.target);
     match &o.dry_run {
         Some(dry) => {
-            println!(
-                "dry run: nothing was sent. Task processing result {} (workflow {}{task}) would be resumed as {}:",
-                t.result_id,
-                t.workflow_id,
-                o.status.as_str()
-            );
+            let mut what = what;
+            // Sentence case: the line starts with it.
+            what.replace_range(..1, &what[..1].to_uppercase());
+            println!("dry run: nothing was sent. {what} would be resumed {how}:");
             println!("  {} {}", dry.method, dry.url);
             println!("  {}", serde_json::to_string(&dry.body).unwrap_or_default());
         }
         None => {
-            println!(
-                "resumed: task processing result {} (workflow {}{task}) as {}",
-                t.result_id,
-                t.workflow_id,
-                o.status.as_str()
-            );
+            println!("resumed: {what} {how}");
             if o.confirmed_by_read {
                 println!(
                     "the resume was refused or went unanswered, but Graph's record shows the task already holds this status"

@@ -4,10 +4,15 @@
 //! The Lifecycle Workflows callout carries the subject's personal data; only the ids and
 //! `callbackUriPath` are read from it, and nothing of it is logged or kept.
 
+pub mod access_package;
 pub(crate) mod echo;
 pub(crate) mod ids;
 pub mod path;
 pub(crate) mod pruned;
+mod target;
+
+// Entitlement Management (issue 17): the two kinds of resume, and the dispatch between them.
+pub use target::{Resume, Target};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -131,16 +136,18 @@ impl ResumeRequest {
         serde_json::to_string(&kept).ok()
     }
 
-    /// Parses and validates a request body.
+    /// Parses and validates a request body. The fast reading takes the common body; anything
+    /// it cannot represent goes to the complete reading. Either way [`Fields::validate`] decides.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        match fast::parse(body) {
-            Some(request) => Ok(request),
+        match fast::read(body) {
+            Some(fields) => fields.validate(),
             None => Self::parse_any(body),
         }
     }
 
-    /// The complete parser: any body, every refusal explained. [`Self::parse`] only comes
-    /// here when the fast path declines.
+    /// The complete reading: any body. It explains what the fast reading cannot represent (a
+    /// body that is not a JSON object, an unknown member, a value of the wrong JSON kind, a
+    /// callout sent as a string) and leaves every other decision to [`Fields::validate`].
     fn parse_any(body: &[u8]) -> Result<Self, RequestError> {
         let object = pruned::object_from_slice(body, REQUEST, &Shape::Scalar)
             .map_err(|e| RequestError::Malformed(without_position(&e)))?;
@@ -160,15 +167,158 @@ impl ResumeRequest {
             ));
         }
         let get = |name: &str| object.get(name).filter(|v| !v.is_null());
+        let text = |name: &str| get(name).map(Text::of);
+        // Logic Apps' `@{triggerBody()}` interpolation hands over the callout as a JSON string;
+        // it is parsed here so that its fields can borrow from it, and refused only if it is
+        // the target `validate` looks at.
+        let parsed;
+        let callout = match get("callout") {
+            None => None,
+            Some(Value::String(callout)) => Some(
+                match pruned::from_str(callout, Shape::Object(CALLOUT, &Shape::Kind)) {
+                    Ok(tree) => {
+                        parsed = tree;
+                        Callout::of(&parsed)
+                    }
+                    Err(e) => Callout::NotJson(without_position(&e)),
+                },
+            ),
+            Some(value @ Value::Object(_)) => Some(Callout::of(value)),
+            Some(other) => Some(Callout::Not(kind(other))),
+        };
+        Fields {
+            operation_status: text("operationStatus"),
+            status_reasons: get("statusReasons").map(|v| match v {
+                Value::Array(items) => Reasons::Items(items.iter().map(Text::of).collect()),
+                other => Reasons::Not(kind(other)),
+            }),
+            source: text("source"),
+            kind: text("type"),
+            callout,
+            callback_uri_path: text("callbackUriPath"),
+            workflow_id: text(EXPLICIT_IDS[0]),
+            task_id: text(EXPLICIT_IDS[1]),
+            task_processing_result_id: text(EXPLICIT_IDS[2]),
+        }
+        .validate()
+    }
+}
 
-        let status = match get("operationStatus") {
+/// What a request says, as read by either reading: borrowed from the body (the fast one) or
+/// from its JSON tree (the complete one), nothing decided yet. [`Fields::validate`] is the one
+/// place that decides; the two readings differ only in what they can represent, and the fast
+/// one declines (`None`) whatever it cannot, so the complete one reads it alike.
+///
+/// A member is absent (`None`) when it is missing or `null`. The fast reading derives from
+/// this struct (serde, members named as on the wire); the complete one lists the same names in
+/// [`FIELDS`] to refuse the others with a message.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Fields<'a> {
+    #[serde(borrow)]
+    operation_status: Option<Text<'a>>,
+    #[serde(borrow)]
+    status_reasons: Option<Reasons<'a>>,
+    #[serde(borrow)]
+    source: Option<Text<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    callout: Option<Callout<'a>>,
+    #[serde(borrow)]
+    callback_uri_path: Option<Text<'a>>,
+    #[serde(borrow)]
+    workflow_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    task_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    task_processing_result_id: Option<Text<'a>>,
+}
+
+/// A member that should be a string: the string, or the JSON kind it was instead (for the
+/// refusal to name). The fast reading only ever gives [`Text::Str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Text<'a> {
+    Str(&'a str),
+    Not(&'static str),
+}
+
+impl<'a> Text<'a> {
+    fn of(value: &'a Value) -> Self {
+        match value {
+            Value::String(s) => Self::Str(s),
+            other => Self::Not(kind(other)),
+        }
+    }
+}
+
+/// `statusReasons`: its items (the complete reading keeps one past [`MAX_REASONS`], enough to
+/// refuse the array), or the JSON kind it was instead of an array.
+#[derive(Debug)]
+enum Reasons<'a> {
+    Items(Vec<Text<'a>>),
+    Not(&'static str),
+}
+
+/// `callout`: its `data`, if it has an object there; or why it is not a callout.
+#[derive(Debug)]
+enum Callout<'a> {
+    Read(Option<CalloutData<'a>>),
+    /// A string that does not parse, with serde_json's reason.
+    NotJson(String),
+    Not(&'static str),
+}
+
+/// Of `callout.data`, only what names the target.
+#[derive(Debug)]
+struct CalloutData<'a> {
+    callback_uri_path: Option<Text<'a>>,
+    /// `data.{holder}.id` in [`CALLOUT_IDS`] order; a holder that is not an object has none.
+    ids: [Option<Text<'a>>; 4],
+}
+
+impl<'a> Callout<'a> {
+    fn of(callout: &'a Value) -> Self {
+        let present = |v: &&Value| !v.is_null();
+        Self::Read(
+            callout
+                .get("data")
+                .and_then(Value::as_object)
+                .map(|data| CalloutData {
+                    callback_uri_path: data.get("callbackUriPath").filter(present).map(Text::of),
+                    ids: CALLOUT_IDS.map(|(holder, _)| {
+                        data.get(holder)
+                            .and_then(|h| h.get("id"))
+                            .filter(present)
+                            .map(Text::of)
+                    }),
+                }),
+        )
+    }
+}
+
+/// The explicit-id target's members.
+const EXPLICIT_IDS: [&str; 3] = ["workflowId", "taskId", "taskProcessingResultId"];
+
+/// A target form the request gives, with what it gives.
+enum Form<'f, 'a> {
+    Callout(&'f Callout<'a>),
+    Path(Text<'a>),
+    Ids([Option<Text<'a>>; 3]),
+}
+
+impl Fields<'_> {
+    /// The one decision on a request, whichever reading produced the fields: each member's
+    /// rule, in a fixed order (the first refusal is the one answered), then the target.
+    fn validate(self) -> Result<ResumeRequest, RequestError> {
+        let status = match self.operation_status {
             None => {
                 return Err(RequestError::field(
                     "operationStatus",
                     "is required: \"completed\" or \"failed\"",
                 ));
             }
-            Some(Value::String(s)) => OperationStatus::parse(s).ok_or_else(|| {
+            Some(Text::Str(s)) => OperationStatus::parse(s).ok_or_else(|| {
                 RequestError::field(
                     "operationStatus",
                     format!(
@@ -177,31 +327,29 @@ impl ResumeRequest {
                     ),
                 )
             })?,
-            Some(other) => {
+            Some(Text::Not(kind)) => {
                 return Err(RequestError::field(
                     "operationStatus",
-                    format!(
-                        "must be the string \"completed\" or \"failed\", not {}",
-                        kind(other)
-                    ),
+                    format!("must be the string \"completed\" or \"failed\", not {kind}"),
                 ));
             }
         };
 
-        let status_reasons = match get("statusReasons") {
+        let status_reasons = match &self.status_reasons {
             None => Vec::new(),
-            Some(Value::Array(items)) => reasons(items)?,
-            Some(other) => {
+            Some(Reasons::Items(items)) => reasons(items)?,
+            Some(Reasons::Not(kind)) => {
                 return Err(RequestError::field(
                     "statusReasons",
-                    format!("must be an array of strings, not {}", kind(other)),
+                    format!("must be an array of strings, not {kind}"),
                 ));
             }
         };
 
-        let source = get("source")
-            .map(|v| match v {
-                Value::String(s) if source_ok(s) => Ok(s.clone()),
+        let source = self
+            .source
+            .map(|s| match s {
+                Text::Str(s) if source_ok(s) => Ok(s.to_owned()),
                 _ => Err(RequestError::field(
                     "source",
                     format!(
@@ -211,9 +359,9 @@ impl ResumeRequest {
             })
             .transpose()?;
 
-        match get("type") {
+        match self.kind {
             None => {}
-            Some(Value::String(s)) if type_ok(s) => {}
+            Some(Text::Str(s)) if type_ok(s) => {}
             Some(_) => {
                 return Err(RequestError::field(
                     "type",
@@ -222,50 +370,44 @@ impl ResumeRequest {
             }
         }
 
-        let target = target(&get)?;
-        Ok(Self {
-            target,
+        Ok(ResumeRequest {
+            target: self.target()?,
             status,
             status_reasons,
             source,
         })
     }
-}
 
-/// The callout as Lifecycle Workflows sends it (`data.callbackUriPath`), posted without the
-/// resume request around it: a common first try, which deserves more than "unknown field".
-fn is_raw_callout(object: &Map<String, Value>) -> bool {
-    object
-        .get("data")
-        .and_then(Value::as_object)
-        .is_some_and(|data| data.contains_key("callbackUriPath"))
-}
-
-fn target<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<ResumeTarget, RequestError> {
-    let callout = get("callout");
-    let path = get("callbackUriPath");
-    let ids = ["workflowId", "taskId", "taskProcessingResultId"].map(get);
-    let given: Vec<&str> = [
-        callout.map(|_| "callout"),
-        path.map(|_| "callbackUriPath"),
-        ids.iter().any(Option::is_some).then_some("explicit ids"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    match given.as_slice() {
-        [] => Err(RequestError::field(
-            "callout",
-            format!("is missing, and so is every other target: give exactly one of {TARGETS}"),
-        )),
-        [_] => {
-            if let Some(callout) = callout {
-                from_callout(callout)
-            } else if let Some(path) = path {
-                from_path("callbackUriPath", path)
-            } else {
-                let [w, t, r] = ids;
-                if let Some(missing) = ["workflowId", "taskId", "taskProcessingResultId"]
+    /// Exactly one target form, then that form's rules. A new kind of target is one more row
+    /// here and its own rules.
+    fn target(&self) -> Result<ResumeTarget, RequestError> {
+        let ids = [
+            self.workflow_id,
+            self.task_id,
+            self.task_processing_result_id,
+        ];
+        let forms = [
+            self.callout.as_ref().map(|c| ("callout", Form::Callout(c))),
+            self.callback_uri_path
+                .map(|p| ("callbackUriPath", Form::Path(p))),
+            ids.iter()
+                .any(Option::is_some)
+                .then_some(("explicit ids", Form::Ids(ids))),
+        ];
+        let mut given = forms.into_iter().flatten();
+        match (given.next(), given.next()) {
+            (None, _) => Err(RequestError::field(
+                "callout",
+                format!("is missing, and so is every other target: give exactly one of {TARGETS}"),
+            )),
+            (Some((first, _)), Some((second, _))) => Err(RequestError::field(
+                second,
+                format!("cannot be combined with {first}: give exactly one target: {TARGETS}"),
+            )),
+            (Some((_, Form::Callout(callout))), None) => callout.target(),
+            (Some((_, Form::Path(path))), None) => from_path("callbackUriPath", path),
+            (Some((_, Form::Ids(ids))), None) => {
+                if let Some(missing) = EXPLICIT_IDS
                     .into_iter()
                     .zip(ids)
                     .find_map(|(name, v)| v.is_none().then_some(name))
@@ -277,21 +419,69 @@ fn target<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<ResumeTarget, 
                         ),
                     ));
                 }
+                let [w, t, r] = ids;
                 Ok(ResumeTarget::from_ids(
-                    guid("workflowId", w)?,
-                    guid("taskId", t)?,
-                    guid("taskProcessingResultId", r)?,
+                    guid(EXPLICIT_IDS[0], w)?,
+                    guid(EXPLICIT_IDS[1], t)?,
+                    guid(EXPLICIT_IDS[2], r)?,
                 ))
             }
         }
-        _ => Err(RequestError::field(
-            given[1],
-            format!(
-                "cannot be combined with {}: give exactly one target: {TARGETS}",
-                given[0]
-            ),
-        )),
     }
+}
+
+impl Callout<'_> {
+    fn target(&self) -> Result<ResumeTarget, RequestError> {
+        let data = match self {
+            Self::Read(Some(data)) => data,
+            Self::Read(None) => {
+                return Err(RequestError::field(
+                    "callout.data",
+                    "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
+                ));
+            }
+            Self::NotJson(reason) => {
+                return Err(RequestError::field(
+                    "callout",
+                    format!(
+                        "is a string that is not JSON ({reason}); pass the callout object, e.g. @triggerBody()"
+                    ),
+                ));
+            }
+            Self::Not(kind) => {
+                return Err(RequestError::field(
+                    "callout",
+                    format!("must be the Lifecycle Workflows callout object, not {kind}"),
+                ));
+            }
+        };
+        let mut given = [None; 4];
+        for ((slot, id), (_, field)) in given.iter_mut().zip(data.ids).zip(CALLOUT_IDS) {
+            *slot = match id {
+                None => None,
+                Some(Text::Str(id)) => Some(id),
+                Some(Text::Not(kind)) => {
+                    return Err(RequestError::field(
+                        field,
+                        format!("must be a GUID string, not {kind}"),
+                    ));
+                }
+            };
+        }
+        match data.callback_uri_path {
+            Some(path) => consistent(from_path("callout.data.callbackUriPath", path)?, given),
+            None => from_callout_ids(given),
+        }
+    }
+}
+
+/// The callout as Lifecycle Workflows sends it (`data.callbackUriPath`), posted without the
+/// resume request around it: a common first try, which deserves more than "unknown field".
+fn is_raw_callout(object: &Map<String, Value>) -> bool {
+    object
+        .get("data")
+        .and_then(Value::as_object)
+        .is_some_and(|data| data.contains_key("callbackUriPath"))
 }
 
 /// What the complete parser reads of a request: the top-level fields (scalars; the first
@@ -316,63 +506,6 @@ const CALLOUT_DATA: &[(&str, Shape)] = &[
     ("taskProcessingresult", Shape::Object(ID, &Shape::Kind)),
 ];
 const ID: &[(&str, Shape)] = &[("id", Shape::Scalar)];
-
-fn from_callout(value: &Value) -> Result<ResumeTarget, RequestError> {
-    // Logic Apps' `@{triggerBody()}` interpolation hands over the callout as a JSON string.
-    let parsed;
-    let callout = match value {
-        Value::Object(_) => value,
-        Value::String(text) => {
-            parsed = pruned::from_str(text, Shape::Object(CALLOUT, &Shape::Kind)).map_err(|e| {
-                RequestError::field(
-                    "callout",
-                    format!(
-                        "is a string that is not JSON ({}); pass the callout object, e.g. @triggerBody()",
-                        without_position(&e)
-                    ),
-                )
-            })?;
-            &parsed
-        }
-        other => {
-            return Err(RequestError::field(
-                "callout",
-                format!(
-                    "must be the Lifecycle Workflows callout object, not {}",
-                    kind(other)
-                ),
-            ));
-        }
-    };
-    let Some(data) = callout.get("data").and_then(Value::as_object) else {
-        return Err(RequestError::field(
-            "callout.data",
-            "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
-        ));
-    };
-    let id_of = |name: &str| {
-        data.get(name)
-            .and_then(|o| o.get("id"))
-            .filter(|v| !v.is_null())
-    };
-    let mut given = [None; 4];
-    for (slot, (holder, field)) in given.iter_mut().zip(CALLOUT_IDS) {
-        *slot = match id_of(holder) {
-            None => None,
-            Some(Value::String(id)) => Some(id.as_str()),
-            Some(other) => {
-                return Err(RequestError::field(
-                    field,
-                    format!("must be a GUID string, not {}", kind(other)),
-                ));
-            }
-        };
-    }
-    match data.get("callbackUriPath").filter(|v| !v.is_null()) {
-        Some(path) => consistent(from_path("callout.data.callbackUriPath", path)?, given),
-        None => from_callout_ids(given),
-    }
-}
 
 /// Where a callout carries ids: `data.{holder}.id`, and the field named when one is wrong.
 /// Graph's metadata spells the result's navigation `taskProcessingresult`
@@ -484,23 +617,25 @@ fn reason_ok(s: &str) -> bool {
     s.chars().count() <= MAX_REASON_CHARS
 }
 
-fn from_path(field: &str, value: &Value) -> Result<ResumeTarget, RequestError> {
-    let Value::String(path) = value else {
-        return Err(RequestError::field(
+fn from_path(field: &str, path: Text<'_>) -> Result<ResumeTarget, RequestError> {
+    match path {
+        Text::Str(path) => {
+            ResumeTarget::parse(path).map_err(|e| RequestError::CallbackPathRefused {
+                field: field.to_owned(),
+                detail: e.0,
+            })
+        }
+        Text::Not(kind) => Err(RequestError::field(
             field,
-            format!("must be a string, not {}", kind(value)),
-        ));
-    };
-    ResumeTarget::parse(path).map_err(|e| RequestError::CallbackPathRefused {
-        field: field.to_owned(),
-        detail: e.0,
-    })
+            format!("must be a string, not {kind}"),
+        )),
+    }
 }
 
-fn guid(field: &str, value: Option<&Value>) -> Result<Guid, RequestError> {
+fn guid(field: &str, value: Option<Text<'_>>) -> Result<Guid, RequestError> {
     match value {
         None => Err(RequestError::field(field, "is required (a GUID)")),
-        Some(Value::String(s)) => Guid::parse(s).ok_or_else(|| {
+        Some(Text::Str(s)) => Guid::parse(s).ok_or_else(|| {
             RequestError::field(
                 field,
                 format!(
@@ -509,14 +644,14 @@ fn guid(field: &str, value: Option<&Value>) -> Result<Guid, RequestError> {
                 ),
             )
         }),
-        Some(other) => Err(RequestError::field(
+        Some(Text::Not(kind)) => Err(RequestError::field(
             field,
-            format!("must be a GUID string, not {}", kind(other)),
+            format!("must be a GUID string, not {kind}"),
         )),
     }
 }
 
-fn reasons(items: &[Value]) -> Result<Vec<String>, RequestError> {
+fn reasons(items: &[Text<'_>]) -> Result<Vec<String>, RequestError> {
     if items.len() > MAX_REASONS {
         return Err(RequestError::field(
             "statusReasons",
@@ -527,15 +662,15 @@ fn reasons(items: &[Value]) -> Result<Vec<String>, RequestError> {
     items
         .iter()
         .enumerate()
-        .map(|(i, item)| match item {
-            Value::String(s) if reason_ok(s) => Ok(s.clone()),
-            Value::String(_) => Err(RequestError::field(
+        .map(|(i, item)| match *item {
+            Text::Str(s) if reason_ok(s) => Ok(s.to_owned()),
+            Text::Str(_) => Err(RequestError::field(
                 &format!("statusReasons[{i}]"),
                 format!("is longer than {MAX_REASON_CHARS} characters"),
             )),
-            other => Err(RequestError::field(
+            Text::Not(kind) => Err(RequestError::field(
                 &format!("statusReasons[{i}]"),
-                format!("must be a string, not {}", kind(other)),
+                format!("must be a string, not {kind}"),
             )),
         })
         .collect()
@@ -561,128 +696,125 @@ fn without_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// The common, valid request, parsed without building a JSON tree: borrowed strings, and the
-/// callout's other contents (the subject's personal data among them) skipped unread. Under
-/// load, the tree was the largest part of the gateway's own work (`valgrind --tool=callgrind`).
+/// The fast reading: the common body read without building a JSON tree, its strings borrowed
+/// from the body, and the callout's other contents (the subject's personal data among them)
+/// skipped unread. Under load, the tree was the largest part of the gateway's own work
+/// (`valgrind --tool=callgrind`).
 ///
-/// It accepts a subset of what [`ResumeRequest::parse_any`] accepts, with the same result; on
-/// anything else (an escaped string, a wrong type, an invalid value) it declines, and the
-/// complete parser decides and explains. A property test holds the two to that.
+/// It reads into the same [`Fields`] as the complete reading, and declines (`None`) whatever
+/// it cannot represent: an escaped string, a value of another JSON kind, an unknown member,
+/// a callout sent as a string, deep nesting. What it reads, the complete reading reads alike;
+/// a property test holds the two to that.
 mod fast {
-    use serde::Deserialize;
+    use serde::de::{Deserialize, Deserializer, Visitor};
 
-    use super::{
-        MAX_REASONS, OperationStatus, ResumeRequest, consistent, from_callout_ids, reason_ok,
-        source_ok, type_ok,
-    };
-    use crate::request::ids::Guid;
-    use crate::request::path::ResumeTarget;
+    use super::{Callout, CalloutData, Fields, Reasons, Text};
 
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    struct Body<'a> {
-        #[serde(borrow)]
-        operation_status: Option<&'a str>,
-        #[serde(borrow)]
-        status_reasons: Option<Vec<&'a str>>,
-        source: Option<&'a str>,
-        #[serde(rename = "type")]
-        kind: Option<&'a str>,
-        #[serde(borrow)]
-        callout: Option<Callout<'a>>,
-        callback_uri_path: Option<&'a str>,
-        workflow_id: Option<&'a str>,
-        task_id: Option<&'a str>,
-        task_processing_result_id: Option<&'a str>,
-    }
-
-    /// Unknown fields are skipped: the callout carries much the gateway never reads.
-    #[derive(Deserialize)]
-    struct Callout<'a> {
-        #[serde(borrow)]
-        data: Option<Data<'a>>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data<'a> {
-        callback_uri_path: Option<&'a str>,
-        #[serde(borrow)]
-        workflow: Option<Id<'a>>,
-        #[serde(borrow)]
-        task: Option<Id<'a>>,
-        #[serde(borrow)]
-        task_processing_result: Option<Id<'a>>,
-        /// The metadata's spelling (`customTaskExtensionCalloutData`).
-        #[serde(borrow, rename = "taskProcessingresult")]
-        task_processing_result_lower: Option<Id<'a>>,
-    }
-
-    #[derive(Deserialize)]
-    struct Id<'a> {
-        id: Option<&'a str>,
-    }
-
-    /// More nesting than the complete parser allows (serde_json's limit is 128) is left to it;
-    /// skipping unread values has no such limit. Counting every bracket over-counts, safely.
+    /// More nesting than the complete reading allows (serde_json's limit is 128) is left to
+    /// it; skipping unread values has no such limit. Counting every bracket over-counts, safely.
     const MAX_BRACKETS: usize = 64;
 
-    pub(super) fn parse(body: &[u8]) -> Option<ResumeRequest> {
+    pub(super) fn read(body: &[u8]) -> Option<Fields<'_>> {
         // `b | 0x20` is `{` exactly for `{` and `[`; written so, the count vectorizes.
         let brackets: usize = body.iter().map(|b| usize::from(b | 0x20 == b'{')).sum();
         if brackets > MAX_BRACKETS {
             return None;
         }
-        // Checked whole, as the complete parser does: skipped strings are not checked otherwise.
+        // Checked whole, as the complete reading does: skipped strings are not checked otherwise.
         let text = std::str::from_utf8(body).ok()?;
-        let b: Body<'_> = serde_json::from_str(text).ok()?;
-        let status = OperationStatus::parse(b.operation_status?)?;
-        let status_reasons = match b.status_reasons {
-            None => Vec::new(),
-            Some(r) if r.len() <= MAX_REASONS && r.iter().all(|s| reason_ok(s)) => {
-                r.into_iter().map(str::to_owned).collect()
-            }
-            Some(_) => return None,
-        };
-        let source = match b.source {
-            None => None,
-            Some(s) if source_ok(s) => Some(s.to_owned()),
-            Some(_) => return None,
-        };
-        if b.kind.is_some_and(|t| !type_ok(t)) {
-            return None;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let fields = Fields::deserialize(Object(&mut de)).ok()?;
+        de.end().ok()?;
+        Some(fields)
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            <&'a str>::deserialize(d).map(Text::Str)
         }
-        let ids = [b.workflow_id, b.task_id, b.task_processing_result_id];
-        let target = match (b.callout, b.callback_uri_path, ids) {
-            (Some(callout), None, [None, None, None]) => {
-                let data = callout.data?;
-                let given = [
-                    data.workflow,
-                    data.task,
-                    data.task_processing_result,
-                    data.task_processing_result_lower,
-                ]
-                .map(|holder| holder.and_then(|h| h.id));
-                match data.callback_uri_path {
-                    Some(path) => consistent(ResumeTarget::parse(path).ok()?, given).ok()?,
-                    None => from_callout_ids(given).ok()?,
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Reasons<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Vec::deserialize(d).map(Reasons::Items)
+        }
+    }
+
+    /// Unknown members are skipped: the callout carries much the gateway never reads.
+    #[derive(serde::Deserialize)]
+    struct Wire<'a> {
+        #[serde(borrow)]
+        data: Option<InObject<WireData<'a>>>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WireData<'a> {
+        #[serde(borrow)]
+        callback_uri_path: Option<Text<'a>>,
+        #[serde(borrow)]
+        workflow: Option<InObject<Id<'a>>>,
+        #[serde(borrow)]
+        task: Option<InObject<Id<'a>>>,
+        #[serde(borrow)]
+        task_processing_result: Option<InObject<Id<'a>>>,
+        /// The metadata's spelling (`customTaskExtensionCalloutData`).
+        #[serde(borrow, rename = "taskProcessingresult")]
+        task_processing_result_lower: Option<InObject<Id<'a>>>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        id: Option<Text<'a>>,
+    }
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Callout<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let wire = Wire::deserialize(Object(d))?;
+            Ok(Callout::Read(wire.data.map(|InObject(data)| {
+                CalloutData {
+                    callback_uri_path: data.callback_uri_path,
+                    // In `CALLOUT_IDS` order.
+                    ids: [
+                        data.workflow,
+                        data.task,
+                        data.task_processing_result,
+                        data.task_processing_result_lower,
+                    ]
+                    .map(|holder| holder.and_then(|InObject(h)| h.id)),
                 }
-            }
-            (None, Some(path), [None, None, None]) => ResumeTarget::parse(path).ok()?,
-            (None, None, [Some(w), Some(t), Some(r)]) => {
-                ResumeTarget::from_ids(Guid::parse(w)?, Guid::parse(t)?, Guid::parse(r)?)
-            }
-            _ => return None,
-        };
-        Some(ResumeRequest {
-            target,
-            status,
-            status_reasons,
-            source,
-        })
+            })))
+        }
+    }
+
+    /// A struct read only from a JSON object. serde's derived structs also read an array, by
+    /// position, where the complete reading sees no members at all.
+    struct InObject<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for InObject<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            T::deserialize(Object(d)).map(InObject)
+        }
+    }
+
+    /// Hands a derived struct's request to the JSON deserializer as a request for a map.
+    struct Object<D>(D);
+
+    impl<'de, D: Deserializer<'de>> Deserializer<'de> for Object<D> {
+        type Error = D::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.deserialize_map(visitor)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+            identifier ignored_any
+        }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,6 +846,11 @@ mod tests {
 
     fn parse(v: Value) -> Result<ResumeRequest, RequestError> {
         ResumeRequest::parse(v.to_string().as_bytes())
+    }
+
+    /// What the fast reading makes of a body: `None` when it declines.
+    fn fast(body: &[u8]) -> Option<Result<ResumeRequest, RequestError>> {
+        fast::read(body).map(Fields::validate)
     }
 
     fn field_of(v: Value) -> String {
@@ -794,7 +931,7 @@ mod tests {
                 let e = parse(body.clone()).unwrap_err();
                 assert_eq!(e.field_name(), Some(field.as_str()), "{path:?}: {e}");
                 assert!(e.to_string().contains("GUID"), "{e}");
-                assert!(fast::parse(body.to_string().as_bytes()).is_none());
+                assert!(!matches!(fast(body.to_string().as_bytes()), Some(Ok(_))));
             }
         }
         // The metadata's spelling is read, compared, and used when it is the only one.
@@ -1010,8 +1147,9 @@ mod tests {
             json!({"operationStatus": "failed", "callbackUriPath": path(), "statusReasons": ["a", "b"]}).to_string().into_bytes(),
             json!({"operationStatus": "completed", "workflowId": W, "taskId": T, "taskProcessingResultId": R}).to_string().into_bytes(),
         ] {
-            let fast = fast::parse(&body).expect("the fast path takes it");
-            assert_eq!(Ok(fast), ResumeRequest::parse_any(&body));
+            let fast = fast(&body).expect("the fast path takes it");
+            assert!(fast.is_ok(), "{fast:?}");
+            assert_eq!(fast, ResumeRequest::parse_any(&body));
         }
         // Declined, and left to the complete parser: escapes, a callout as a string, deep nesting.
         let escaped = json!({"operationStatus": "completed", "callbackUriPath": path(), "source": "a \"quoted\" source"});
@@ -1022,9 +1160,54 @@ mod tests {
         let deep = json!({"operationStatus": "completed", "callout": deep});
         for body in [escaped, as_string, deep] {
             let bytes = body.to_string().into_bytes();
-            assert!(fast::parse(&bytes).is_none(), "{body}");
+            assert!(fast(&bytes).is_none(), "{body}");
             assert!(ResumeRequest::parse(&bytes).is_ok(), "{body}");
         }
+    }
+
+    #[test]
+    fn objects_are_objects_on_both_paths() {
+        // serde's derived structs also read an array, by position; the complete parser does
+        // not, and neither may the fast path (it once took this body as a valid request).
+        let positional = json!([
+            "completed",
+            null,
+            null,
+            null,
+            null,
+            path(),
+            null,
+            null,
+            null
+        ]);
+        let bytes = positional.to_string().into_bytes();
+        assert!(fast(&bytes).is_none());
+        assert!(matches!(
+            ResumeRequest::parse(&bytes),
+            Err(RequestError::Malformed(_))
+        ));
+        // A holder that is an array has no id; the path still names the target.
+        let mut c = callout();
+        c["data"]["workflow"] = json!([W]);
+        c["data"]["taskProcessingResult"] = json!([W]);
+        let bytes = json!({"operationStatus": "completed", "callout": c.clone()})
+            .to_string()
+            .into_bytes();
+        assert!(fast(&bytes).is_none());
+        assert_eq!(ResumeRequest::parse(&bytes).unwrap().target.path, path());
+        let body = json!({"operationStatus": "completed", "callout": [c]});
+        assert!(fast(body.to_string().as_bytes()).is_none());
+        let e = parse(body).unwrap_err().to_string();
+        assert!(e.ends_with("callout object, not an array"), "{e}");
+    }
+
+    #[test]
+    fn both_readings_know_the_same_fields() {
+        for name in FIELDS {
+            let body = json!({ *name: null }).to_string();
+            assert!(fast(body.as_bytes()).is_some(), "{name}");
+        }
+        assert!(fast(br#"{"unknown": null}"#).is_none());
     }
 
     #[test]
@@ -1036,7 +1219,7 @@ mod tests {
         let bytes = json!({"operationStatus": "completed", "callout": deep})
             .to_string()
             .into_bytes();
-        assert!(fast::parse(&bytes).is_none());
+        assert!(fast(&bytes).is_none());
         assert!(ResumeRequest::parse(&bytes).is_ok());
     }
 
@@ -1066,6 +1249,9 @@ mod tests {
                 Just(Value::Null),
                 Just(json!([])),
                 Just(json!({})),
+                // An array where a struct is read: serde's derived structs would take it by position.
+                Just(json!([W])),
+                Just(json!(["completed", null])),
                 Just(json!(ESCAPE)),
                 Just(json!(format!("a{ESCAPE}b{ESCAPE}"))),
             ]
@@ -1196,8 +1382,9 @@ mod tests {
                 )
         }
 
-        /// Whatever the fast path accepts, the complete parser accepts alike; and the fast path
-        /// is taken often enough for that to mean something.
+        /// Whatever the fast path reads, the complete parser decides alike (the same request,
+        /// or the same refusal: one `validate` decides both); and the fast path accepts often
+        /// enough for that to mean something.
         #[test]
         fn whatever_the_fast_path_accepts_the_complete_parser_accepts_alike() {
             use proptest::test_runner::{Config, TestRunner};
@@ -1207,9 +1394,11 @@ mod tests {
             runner
                 .run(&(body(), escape()), |(body, escape)| {
                     let bytes = body.to_string().replace(ESCAPE, escape).into_bytes();
-                    if let Some(fast) = fast::parse(&bytes) {
-                        taken.set(taken.get() + 1);
-                        prop_assert_eq!(Ok(fast), ResumeRequest::parse_any(&bytes));
+                    if let Some(fast) = fast(&bytes) {
+                        if fast.is_ok() {
+                            taken.set(taken.get() + 1);
+                        }
+                        prop_assert_eq!(fast, ResumeRequest::parse_any(&bytes));
                     }
                     Ok(())
                 })

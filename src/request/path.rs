@@ -5,6 +5,9 @@
 //! Graph exposes `taskProcessingResult: resume`, with GUIDs (or a version number) where ids go.
 //! Everything else (absolute URLs, `//host`, `..`, percent-encoding, queries, other Graph
 //! resources) is refused, so the gateway cannot be used to call arbitrary Graph endpoints.
+//!
+//! Entitlement Management's resume has its own, smaller grammar beside it
+//! ([`AssignmentRequestPath`]): the one contained path to an `accessPackageAssignmentRequest`.
 
 use crate::request::echo;
 use crate::request::ids::Guid;
@@ -12,6 +15,17 @@ use crate::request::ids::Guid;
 const MAX_PATH_LEN: usize = 1024;
 const SHORT_ACTION: &str = "resume";
 const QUALIFIED_ACTION: &str = "microsoft.graph.identityGovernance.resume";
+/// Entitlement Management's resume is bound in the `microsoft.graph` namespace (the metadata's
+/// `resume` action on `accessPackageAssignmentRequest`), hence the SDKs' spelling.
+const QUALIFIED_ACCESS_PACKAGE_ACTION: &str = "microsoft.graph.resume";
+/// The collection Graph v1.0 contains assignment requests in; beta also has the older
+/// `accessPackageAssignmentRequests`, which the docs say will be retired.
+const ASSIGNMENT_REQUESTS: &str = "assignmentRequests";
+const BETA_ASSIGNMENT_REQUESTS: &str = "accessPackageAssignmentRequests";
+const LIFECYCLE_ONLY: &str =
+    "only Lifecycle Workflows taskProcessingResults resume paths are accepted";
+const ACCESS_PACKAGE_ONLY: &str =
+    "only /identityGovernance/entitlementManagement/assignmentRequests/{id}/resume is accepted";
 
 /// A validated resume target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,48 +71,119 @@ impl ResumeTarget {
     /// Parses a `callbackUriPath` (as a Lifecycle Workflows callout carries it) into a target.
     /// Segment names match in any case and come out in Graph's casing; GUIDs come out lower-case.
     pub fn parse(path: &str) -> Result<Self, PathError> {
-        if path.len() > MAX_PATH_LEN {
-            return Err(PathError(format!(
-                "is {} bytes long; a resume path is at most {MAX_PATH_LEN}",
-                path.len()
-            )));
-        }
-        if !path.starts_with('/') || path.starts_with("//") {
-            return Err(PathError(
-                "must be a path relative to Graph, starting with /identityGovernance/lifecycleWorkflows/ (no scheme, host or API version)".into(),
-            ));
-        }
-        // Bytes, not chars: every allowed character is ASCII, so the first byte refused starts
-        // the character to name.
-        if let Some(at) = path
-            .bytes()
-            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.')))
-        {
-            let c = path[at..].chars().next().unwrap_or_default();
-            return Err(PathError(format!(
-                "contains {c:?}; only letters, digits, '-', '.' and '/' can appear (no percent-encoding, query, fragment or spaces)"
-            )));
-        }
-        let segments: Vec<&str> = path[1..].split('/').collect();
-        if segments.iter().any(|s| s.is_empty()) {
-            return Err(PathError(
-                "contains an empty segment ('//' or a trailing '/')".into(),
-            ));
-        }
-        if segments.iter().any(|s| *s == "." || *s == "..") {
-            return Err(PathError("contains a '.' or '..' segment".into()));
-        }
-        if ["v1.0", "beta"]
-            .iter()
-            .any(|v| segments[0].eq_ignore_ascii_case(v))
-        {
-            return Err(PathError(format!(
-                "starts with the API version /{}; send the path without it, the gateway adds GRAPH_API_VERSION",
-                segments[0]
-            )));
-        }
-        Cursor::new(&segments).target()
+        let segments = segments(path, "/identityGovernance/lifecycleWorkflows/")?;
+        Cursor::new(&segments, LIFECYCLE_ONLY).target()
     }
+}
+
+/// An access-package assignment request's resume action (Entitlement Management), as a path
+/// relative to the Graph version root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentRequestPath {
+    /// Canonical path: `/identityGovernance/entitlementManagement/assignmentRequests/{id}/resume`
+    /// (or the qualified action, when that was given).
+    pub path: String,
+    pub request_id: Guid,
+}
+
+impl AssignmentRequestPath {
+    /// The path of the resume action on assignment request `request_id`.
+    pub fn from_id(request_id: Guid) -> Self {
+        Self {
+            path: format!(
+                "/identityGovernance/entitlementManagement/{ASSIGNMENT_REQUESTS}/{request_id}/{SHORT_ACTION}"
+            ),
+            request_id,
+        }
+    }
+
+    /// The assignment request itself (where Graph answers a GET): the path without its action.
+    pub fn request_path(&self) -> &str {
+        self.path
+            .rfind('/')
+            .map_or(self.path.as_str(), |end| &self.path[..end])
+    }
+
+    /// Whether `path` claims to be an Entitlement Management path (any case), valid or not:
+    /// such a path is judged by this grammar, with its words.
+    pub fn claims(path: &str) -> bool {
+        const ROOT: &str = "/identityGovernance/entitlementManagement/";
+        path.get(..ROOT.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(ROOT))
+    }
+
+    /// Parses a `callbackUriPath` of an access-package callout. The beta collection name is
+    /// accepted and sent as `assignmentRequests`, which both versions have.
+    pub fn parse(path: &str) -> Result<Self, PathError> {
+        let segments = segments(path, "/identityGovernance/entitlementManagement/")?;
+        let mut c = Cursor::new(&segments, ACCESS_PACKAGE_ONLY);
+        c.literal("identityGovernance")?;
+        c.literal("entitlementManagement")?;
+        if c.peek()
+            .is_some_and(|s| s.eq_ignore_ascii_case(BETA_ASSIGNMENT_REQUESTS))
+        {
+            c.push(ASSIGNMENT_REQUESTS);
+        } else {
+            c.literal(ASSIGNMENT_REQUESTS)?;
+        }
+        let request_id = c.guid("assignment request id")?;
+        if !(c.optional(SHORT_ACTION) || c.optional(QUALIFIED_ACCESS_PACKAGE_ACTION)) {
+            return Err(c.unexpected(&format!(
+                "{SHORT_ACTION} or {QUALIFIED_ACCESS_PACKAGE_ACTION}"
+            )));
+        }
+        c.end()?;
+        Ok(Self {
+            path: c.canonical,
+            request_id,
+        })
+    }
+}
+
+/// The checks every resume path passes before its grammar: length, characters, no empty, `.`
+/// or `..` segment, no API version. `root` is named when the path is not relative.
+fn segments<'a>(path: &'a str, root: &str) -> Result<Vec<&'a str>, PathError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathError(format!(
+            "is {} bytes long; a resume path is at most {MAX_PATH_LEN}",
+            path.len()
+        )));
+    }
+    if !path.starts_with('/') || path.starts_with("//") {
+        return Err(PathError(format!(
+            "must be a path relative to Graph, starting with {root} (no scheme, host or API version)"
+        )));
+    }
+    // Bytes, not chars: every allowed character is ASCII, so the first byte refused starts
+    // the character to name.
+    if let Some(at) = path
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.')))
+    {
+        let c = path[at..].chars().next().unwrap_or_default();
+        return Err(PathError(format!(
+            "contains {c:?}; only letters, digits, '-', '.' and '/' can appear (no percent-encoding, query, fragment or spaces)"
+        )));
+    }
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(PathError(
+            "contains an empty segment ('//' or a trailing '/')".into(),
+        ));
+    }
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(PathError("contains a '.' or '..' segment".into()));
+    }
+    if ["v1.0", "beta"]
+        .iter()
+        .any(|v| segments[0].eq_ignore_ascii_case(v))
+    {
+        return Err(PathError(format!(
+            "starts with the API version /{}; send the path without it, the gateway adds GRAPH_API_VERSION",
+            segments[0]
+        )));
+    }
+    Ok(segments)
 }
 
 /// Walks the segments, writing the canonical path as it goes.
@@ -106,14 +191,17 @@ struct Cursor<'a> {
     segments: &'a [&'a str],
     at: usize,
     canonical: String,
+    /// What the grammar accepts, in words for a refusal.
+    accepted: &'static str,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(segments: &'a [&'a str]) -> Self {
+    fn new(segments: &'a [&'a str], accepted: &'static str) -> Self {
         Self {
             segments,
             at: 0,
             canonical: String::with_capacity(200),
+            accepted,
         }
     }
 
@@ -149,12 +237,7 @@ impl<'a> Cursor<'a> {
         if !(self.optional(SHORT_ACTION) || self.optional(QUALIFIED_ACTION)) {
             return Err(self.unexpected(&format!("{SHORT_ACTION} or {QUALIFIED_ACTION}")));
         }
-        if self.at < self.segments.len() {
-            return Err(PathError(format!(
-                "continues after the resume action with /{}; the path must end with it",
-                self.segments[self.at..].join("/")
-            )));
-        }
+        self.end()?;
         Ok(ResumeTarget {
             path: self.canonical,
             workflow_id,
@@ -162,6 +245,16 @@ impl<'a> Cursor<'a> {
             task_id,
             result_id,
         })
+    }
+
+    fn end(&self) -> Result<(), PathError> {
+        if self.at < self.segments.len() {
+            return Err(PathError(format!(
+                "continues after the resume action with /{}; the path must end with it",
+                self.segments[self.at..].join("/")
+            )));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> Option<&'a str> {
@@ -227,9 +320,10 @@ impl<'a> Cursor<'a> {
     fn unexpected(&self, expected: &str) -> PathError {
         match self.peek() {
             Some(found) => PathError(format!(
-                "has {} after {} where {expected} belongs; only Lifecycle Workflows taskProcessingResults resume paths are accepted",
+                "has {} after {} where {expected} belongs; {}",
                 echo::quoted(found),
-                self.where_()
+                self.where_(),
+                self.accepted
             )),
             None => PathError(format!(
                 "ends after {} where {expected} belongs",
@@ -439,5 +533,94 @@ mod tests {
             e.0.starts_with("has \"users\" after the start where identityGovernance belongs"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod access_package_tests {
+    use super::*;
+
+    const A: &str = "0e60f18c-b2a0-4887-9da8-da2e30a39d99";
+
+    fn good() -> String {
+        format!("/identityGovernance/entitlementManagement/assignmentRequests/{A}/resume")
+    }
+
+    #[test]
+    fn the_assignment_request_path_and_its_spellings() {
+        let p = AssignmentRequestPath::parse(&good()).unwrap();
+        assert_eq!(p.path, good());
+        assert_eq!(p.request_id.as_str(), A);
+        assert_eq!(p, AssignmentRequestPath::from_id(Guid::parse(A).unwrap()));
+        assert_eq!(
+            p.request_path(),
+            format!("/identityGovernance/entitlementManagement/assignmentRequests/{A}")
+        );
+        // The SDKs' qualified action is kept; the beta collection goes out as v1.0's, which
+        // beta also has; case and GUID case are normalised.
+        let qualified = good().replace("/resume", "/microsoft.graph.resume");
+        assert_eq!(
+            AssignmentRequestPath::parse(&qualified).unwrap().path,
+            qualified
+        );
+        let beta = format!(
+            "/IdentityGovernance/EntitlementManagement/AccessPackageAssignmentRequests/{}/Resume",
+            A.to_uppercase()
+        );
+        assert_eq!(AssignmentRequestPath::parse(&beta).unwrap().path, good());
+    }
+
+    #[test]
+    fn everything_else_under_entitlement_management_is_refused() {
+        let bad = [
+            format!("https://graph.microsoft.com/v1.0{}", good()),
+            format!("/v1.0{}", good()),
+            format!("/beta{}", good()),
+            format!("{}?x=1", good()),
+            format!("{}/", good()),
+            format!("{}/extra", good()),
+            good().replace("/resume", "/cancel"),
+            good().replace("/resume", "/reprocess"),
+            good().replace("/resume", "/microsoft.graph.identityGovernance.resume"),
+            good().replace("/resume", ""),
+            good().replace(A, "not-a-guid"),
+            good().replace("assignmentRequests", "assignments"),
+            good().replace("assignmentRequests", "accessPackages"),
+            good().replace("assignmentRequests/", "assignmentRequests/../"),
+            good().replace("assignmentRequests/", "assignmentRequests%2F"),
+            format!("/identityGovernance/entitlementManagement/catalogs/{A}/resume"),
+            format!(
+                "/identityGovernance/entitlementManagement/assignmentRequests/{A}/requestor/resume"
+            ),
+            "/identityGovernance/entitlementManagement/".into(),
+            "".into(),
+        ];
+        for p in bad {
+            assert!(AssignmentRequestPath::parse(&p).is_err(), "accepted {p:?}");
+        }
+        let e = AssignmentRequestPath::parse(&good().replace("/resume", "/cancel")).unwrap_err();
+        assert!(e.0.contains("\"cancel\""), "{e}");
+        assert!(e.0.contains("assignmentRequests/{id}/resume"), "{e}");
+        // A Lifecycle Workflows path is not one of these, and the reverse.
+        let lw = format!(
+            "/identityGovernance/lifecycleWorkflows/workflows/{A}/tasks/{A}/taskProcessingResults/{A}/resume"
+        );
+        assert!(AssignmentRequestPath::parse(&lw).is_err());
+        assert!(ResumeTarget::parse(&good()).is_err());
+    }
+
+    #[test]
+    fn claims_only_entitlement_management_paths() {
+        assert!(AssignmentRequestPath::claims(&good()));
+        assert!(AssignmentRequestPath::claims(
+            "/IDENTITYGOVERNANCE/entitlementmanagement/x"
+        ));
+        assert!(!AssignmentRequestPath::claims(
+            "/identityGovernance/lifecycleWorkflows/x"
+        ));
+        assert!(!AssignmentRequestPath::claims(
+            "/identityGovernance/entitlementManagement"
+        ));
+        assert!(!AssignmentRequestPath::claims("é"));
     }
 }

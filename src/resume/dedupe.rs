@@ -1,9 +1,10 @@
 //! Idempotent resumes: one Graph call per target and status, however many requests ask for it
 //! at once, and no second call for a repeat soon after a success.
 //!
-//! The key is the whole target, [`ResumeTarget::result_path`] (the navigation path with every
-//! id in it), never the result id alone: a request naming the right result under a wrong
-//! workflow must not share, or be answered with, the real request's outcome.
+//! The key is the whole target, [`Target::key`]: for a task the navigation path with every id
+//! in it, never the result id alone (a request naming the right result under a wrong workflow
+//! must not share, or be answered with, the real request's outcome); for an access-package
+//! request its path with the paused stage instance.
 //!
 //! Logic Apps retry, operators re-run, and a resume that Graph already took answers with an
 //! error the second time; remembering recent successes turns those repeats into a clean
@@ -19,9 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::request::OperationStatus;
-use crate::request::ids::Guid;
-use crate::request::path::ResumeTarget;
+use crate::request::Target;
 use crate::resume::{Outcome, ResumeError};
 
 /// How long a success is remembered.
@@ -34,10 +33,11 @@ type Shared = Result<Outcome, ResumeError>;
 /// Why a request was not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DedupeError {
-    /// The result is being resumed, or was just resumed, with the other status.
-    #[error("task processing result {result_id} {} as {existing}; this request asks for {requested}", if *.in_flight { "is being resumed" } else { "was resumed" })]
+    /// The target is being resumed, or was just resumed, with another outcome.
+    #[error("{subject} {} as {existing}; this request asks for {requested}", if *.in_flight { "is being resumed" } else { "was resumed" })]
     Conflict {
-        result_id: Guid,
+        /// The target in words ([`Target::describe`]).
+        subject: String,
         existing: &'static str,
         requested: &'static str,
         in_flight: bool,
@@ -49,7 +49,7 @@ pub enum DedupeError {
 
 enum Entry {
     InFlight {
-        status: OperationStatus,
+        status: &'static str,
         result: watch::Receiver<Option<Shared>>,
     },
     Done(Remembered),
@@ -58,15 +58,16 @@ enum Entry {
 /// What a repeat answer needs of a success; the rest (the target) comes from the repeat
 /// request itself. Kept small: up to [`CAPACITY`] of these stay in memory.
 struct Remembered {
-    status: OperationStatus,
+    /// [`Target::verdict`].
+    status: &'static str,
     graph_status: Option<u16>,
     graph_request_id: Option<Box<str>>,
     client_request_id: Box<str>,
     at: Instant,
 }
 
-/// A target as the map keys it: [`ResumeTarget::result_path`], compared whole, but hashed by
-/// its last 36 bytes only, the result's GUID. Hashing the whole path (about 190 bytes, four
+/// A target as the map keys it: [`Target::key`], compared whole, but hashed by its last 36
+/// bytes only, a GUID (the result's, or the stage instance's). Hashing the whole path (about 190 bytes, four
 /// times a request) cost more than the rest of the bookkeeping (callgrind); equal paths still
 /// hash alike, and the paths of one result under different workflows share a bucket and are
 /// told apart by the comparison.
@@ -82,7 +83,7 @@ impl std::hash::Hash for Key {
 
 #[derive(Default)]
 struct Entries {
-    /// Keyed by [`ResumeTarget::result_path`].
+    /// Keyed by [`Target::key`].
     /// One allocation per target, shared by the map, `done` and the running task.
     map: HashMap<Key, Entry>,
     /// Successes in the order they were recorded, for expiry and the size cap.
@@ -143,29 +144,23 @@ impl Deduplicator {
     /// answer is shared) or succeeded within the window (then that success is returned, marked
     /// `already_resumed`). The resume runs in its own task, so it completes even when the
     /// caller that started it goes away.
-    pub async fn run<F>(
-        self: &Arc<Self>,
-        target: &ResumeTarget,
-        status: OperationStatus,
-        resume: F,
-    ) -> Result<Shared, DedupeError>
+    pub async fn run<F>(self: &Arc<Self>, target: &Target, resume: F) -> Result<Shared, DedupeError>
     where
         F: Future<Output = Shared> + Send + 'static,
     {
-        let result_id = &target.result_id;
+        let status = target.verdict();
         // Built before the lookup: a new target (the common case) is inserted with it.
-        let key = Key(target.result_path().into());
+        let key = Key(target.key().into());
         let mut receiver = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.forget_old(Instant::now(), self.window, self.capacity);
             match entries.map.get(&key) {
                 Some(Entry::Done(done)) => {
                     if done.status != status {
-                        return Err(self.conflict(result_id, done.status, status, false));
+                        return Err(self.conflict(target, done.status, status, false));
                     }
                     return Ok(Ok(Outcome {
                         target: target.clone(),
-                        status,
                         graph_status: done.graph_status,
                         graph_request_id: done.graph_request_id.as_deref().map(str::to_owned),
                         client_request_id: done.client_request_id.to_string(),
@@ -181,7 +176,7 @@ impl Deduplicator {
                     result,
                 }) => {
                     if *running != status {
-                        return Err(self.conflict(result_id, *running, status, true));
+                        return Err(self.conflict(target, running, status, true));
                     }
                     result.clone()
                 }
@@ -220,20 +215,20 @@ impl Deduplicator {
 
     fn conflict(
         &self,
-        result_id: &Guid,
-        existing: OperationStatus,
-        requested: OperationStatus,
+        target: &Target,
+        existing: &'static str,
+        requested: &'static str,
         in_flight: bool,
     ) -> DedupeError {
         DedupeError::Conflict {
-            result_id: result_id.clone(),
-            existing: existing.as_str(),
-            requested: requested.as_str(),
+            subject: target.describe(),
+            existing,
+            requested,
             in_flight,
         }
     }
 
-    fn record(&self, key: &Key, status: OperationStatus, result: &Shared) {
+    fn record(&self, key: &Key, status: &'static str, result: &Shared) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             // A dry run resumed nothing, so there is nothing to remember.
@@ -314,6 +309,9 @@ impl Drop for Finish<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::OperationStatus;
+    use crate::request::ids::Guid;
+    use crate::request::path::ResumeTarget;
     use std::sync::atomic::AtomicU32;
 
     fn guid(n: u32) -> Guid {
@@ -326,8 +324,10 @@ mod tests {
 
     fn outcome(result: &Guid) -> Outcome {
         Outcome {
-            target: ResumeTarget::from_ids(guid(1), guid(2), result.clone()),
-            status: OperationStatus::Completed,
+            target: Target::Task(
+                ResumeTarget::from_ids(guid(1), guid(2), result.clone()),
+                OperationStatus::Completed,
+            ),
             graph_status: Some(204),
             graph_request_id: Some("r".into()),
             client_request_id: "c".into(),
@@ -365,8 +365,7 @@ mod tests {
                 let (d, calls, id) = (d.clone(), calls.clone(), id.clone());
                 tokio::spawn(async move {
                     d.run(
-                        &target(&id),
-                        OperationStatus::Completed,
+                        &Target::Task(target(&id), OperationStatus::Completed),
                         slow_ok(calls, id.clone()),
                     )
                     .await
@@ -380,8 +379,7 @@ mod tests {
         // A repeat after success is answered from memory.
         let again = d
             .run(
-                &target(&id),
-                OperationStatus::Completed,
+                &Target::Task(target(&id), OperationStatus::Completed),
                 slow_ok(calls.clone(), id.clone()),
             )
             .await
@@ -391,8 +389,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let other = d
             .run(
-                &target(&id),
-                OperationStatus::Failed,
+                &Target::Task(target(&id), OperationStatus::Failed),
                 slow_ok(calls.clone(), id.clone()),
             )
             .await
@@ -415,11 +412,14 @@ mod tests {
         let first = {
             let (d, calls, wrong) = (d.clone(), calls.clone(), wrong.clone());
             tokio::spawn(async move {
-                d.run(&wrong, OperationStatus::Completed, async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    Err(unavailable())
-                })
+                d.run(
+                    &Target::Task(wrong.clone(), OperationStatus::Completed),
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Err(unavailable())
+                    },
+                )
                 .await
             })
         };
@@ -427,8 +427,7 @@ mod tests {
         // In flight under the wrong workflow: the right target neither shares nor conflicts.
         let right = d
             .run(
-                &target(&id),
-                OperationStatus::Failed,
+                &Target::Task(target(&id), OperationStatus::Failed),
                 slow_ok(calls.clone(), id.clone()),
             )
             .await
@@ -440,8 +439,7 @@ mod tests {
         // Remembered under its own target only.
         let again = d
             .run(
-                &wrong,
-                OperationStatus::Completed,
+                &Target::Task(wrong.clone(), OperationStatus::Completed),
                 slow_ok(calls.clone(), id.clone()),
             )
             .await
@@ -460,8 +458,7 @@ mod tests {
             let (d, calls, id) = (d.clone(), calls.clone(), id.clone());
             tokio::spawn(async move {
                 d.run(
-                    &target(&id),
-                    OperationStatus::Completed,
+                    &Target::Task(target(&id), OperationStatus::Completed),
                     slow_ok(calls, id.clone()),
                 )
                 .await
@@ -470,8 +467,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let e = d
             .run(
-                &target(&id),
-                OperationStatus::Failed,
+                &Target::Task(target(&id), OperationStatus::Failed),
                 slow_ok(calls.clone(), id.clone()),
             )
             .await
@@ -494,7 +490,7 @@ mod tests {
         let id = guid(9);
         let fail = async { Err(unavailable()) };
         assert!(
-            d.run(&target(&id), OperationStatus::Completed, fail)
+            d.run(&Target::Task(target(&id), OperationStatus::Completed), fail)
                 .await
                 .unwrap()
                 .is_err()
@@ -503,8 +499,7 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         let ok = d
             .run(
-                &target(&id),
-                OperationStatus::Failed,
+                &Target::Task(target(&id), OperationStatus::Failed),
                 slow_ok(calls.clone(), id.clone()),
             )
             .await
@@ -520,8 +515,7 @@ mod tests {
         for n in 0..250 {
             let id = guid(n);
             d.run(
-                &target(&id),
-                OperationStatus::Completed,
+                &Target::Task(target(&id), OperationStatus::Completed),
                 slow_ok_fast(calls.clone(), id.clone()),
             )
             .await
@@ -533,8 +527,7 @@ mod tests {
         let id = guid(249);
         let again = d
             .run(
-                &target(&id),
-                OperationStatus::Completed,
+                &Target::Task(target(&id), OperationStatus::Completed),
                 slow_ok_fast(calls.clone(), id.clone()),
             )
             .await
@@ -554,9 +547,10 @@ mod tests {
         let d = Arc::new(Deduplicator::default());
         let id = guid(10);
         let e = d
-            .run(&target(&id), OperationStatus::Completed, async {
-                panic!("boom")
-            })
+            .run(
+                &Target::Task(target(&id), OperationStatus::Completed),
+                async { panic!("boom") },
+            )
             .await
             .unwrap_err();
         assert_eq!(e, DedupeError::Lost);
@@ -577,15 +571,18 @@ mod tests {
                 o.dry_run = Some(crate::resume::DryRun {
                     method: "POST",
                     url: "https://graph.microsoft.com/v1.0/x".into(),
-                    body: crate::graph::ResumeBody::new(
+                    body: crate::graph::GraphBody::Task(crate::graph::ResumeBody::new(
                         OperationStatus::Completed,
                         "resume-gateway".into(),
-                    ),
+                    )),
                 });
                 Ok(o)
             };
             let answer = d
-                .run(&target(&guid(11)), OperationStatus::Completed, simulated)
+                .run(
+                    &Target::Task(target(&guid(11)), OperationStatus::Completed),
+                    simulated,
+                )
                 .await
                 .unwrap()
                 .unwrap();
@@ -611,8 +608,11 @@ mod tests {
         let caller = {
             let (d, id) = (d.clone(), id.clone());
             tokio::spawn(async move {
-                d.run(&target(&id), OperationStatus::Completed, resume)
-                    .await
+                d.run(
+                    &Target::Task(target(&id), OperationStatus::Completed),
+                    resume,
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -647,7 +647,7 @@ mod tests {
         entries.map.insert(
             key.clone(),
             Entry::Done(Remembered {
-                status: OperationStatus::Completed,
+                status: OperationStatus::Completed.as_str(),
                 graph_status: Some(204),
                 graph_request_id: None,
                 client_request_id: "c".into(),

@@ -1,4 +1,5 @@
-//! Resuming one task: token, Graph call, retries, all inside the request's deadline.
+//! Resuming one task (or one access-package request's stage): token, Graph call, retries,
+//! all inside the request's deadline.
 
 pub(crate) mod dedupe;
 
@@ -8,11 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::graph::{self, AttemptError, GraphClient, GraphFailure, ResumeBody};
+use crate::graph::{self, AttemptError, GraphBody, GraphClient, GraphFailure};
 use crate::identity::{CredentialError, GraphToken, TokenIdentity, TokenSource};
+use crate::request::access_package::AccessPackageTarget;
 use crate::request::ids::Guid;
-use crate::request::path::ResumeTarget;
-use crate::request::{OperationStatus, ResumeRequest};
+use crate::request::{Resume, Target};
 use crate::retry;
 
 /// What a 503 asks the caller to wait when Graph named no time itself.
@@ -24,12 +25,15 @@ const MIN_READ_BUDGET: Duration = Duration::from_millis(200);
 /// `lifecycleWorkflowProcessingStatus`). The rest (`queued`, `inProgress`, `canceling`,
 /// `quarantined`, `unknownFutureValue`, anything newer) decide nothing.
 const FINAL_STATUSES: [&str; 4] = ["completed", "completedWithErrors", "failed", "canceled"];
+/// `customExtensionCalloutInstanceStatus` values after which a stage instance takes no resume:
+/// the callout failed, or its wait timed out. (`callbackReceived` is the resume itself.)
+const FINAL_CALLOUT_STATUSES: [&str; 2] = ["calloutFailed", "callbackTimedOut"];
 
 /// A resume Graph accepted (or, in dry-run, would have been sent).
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub target: ResumeTarget,
-    pub status: OperationStatus,
+    /// What was resumed, with the outcome asked for.
+    pub target: Target,
     pub graph_status: Option<u16>,
     pub graph_request_id: Option<String>,
     pub client_request_id: String,
@@ -51,13 +55,25 @@ pub struct Outcome {
 #[serde(rename_all = "camelCase")]
 pub struct Resumed<'a> {
     outcome: &'static str,
-    workflow_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     task_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     run_id: Option<&'a str>,
-    task_processing_result_id: &'a str,
-    operation_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_processing_result_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignment_request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_extension_stage_instance_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'static str>,
+    /// For an access-package resume: `denied`, `canceled`, or `null` (the request continues).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<Option<&'static str>>,
     dry_run: bool,
     already_resumed: bool,
     confirmed_by_read: bool,
@@ -87,18 +103,26 @@ impl<'a> Resumed<'a> {
         elapsed: Duration,
         invocation_id: Option<&'a str>,
     ) -> Self {
-        let target = &outcome.target;
+        let (task, status) = match &outcome.target {
+            Target::Task(t, s) => (Some(t), Some(s.as_str())),
+            Target::AccessPackage(_) => (None, None),
+        };
+        let em = outcome.target.access_package();
         Self {
             outcome: if outcome.dry_run.is_some() {
                 "dry-run"
             } else {
                 "resumed"
             },
-            workflow_id: target.workflow_id.as_str(),
-            task_id: target.task_id.as_ref().map(Guid::as_str),
-            run_id: target.run_id.as_ref().map(Guid::as_str),
-            task_processing_result_id: target.result_id.as_str(),
-            operation_status: outcome.status.as_str(),
+            workflow_id: task.map(|t| t.workflow_id.as_str()),
+            task_id: task.and_then(|t| t.task_id.as_ref().map(Guid::as_str)),
+            run_id: task.and_then(|t| t.run_id.as_ref().map(Guid::as_str)),
+            task_processing_result_id: task.map(|t| t.result_id.as_str()),
+            operation_status: status,
+            assignment_request_id: em.map(|t| t.request.request_id.as_str()),
+            custom_extension_stage_instance_id: em.map(|t| t.stage_instance_id.as_str()),
+            stage: em.map(|t| t.stage.as_str()),
+            state: em.map(|t| t.state.map(|s| s.as_str())),
             dry_run: outcome.dry_run.is_some(),
             already_resumed: outcome.already_resumed,
             confirmed_by_read: outcome.confirmed_by_read,
@@ -126,7 +150,7 @@ impl<'a> Resumed<'a> {
 pub struct DryRun {
     pub method: &'static str,
     pub url: String,
-    pub body: ResumeBody,
+    pub body: GraphBody,
 }
 
 /// Why a resume did not happen.
@@ -137,6 +161,8 @@ pub enum ResumeError {
     Rejected {
         failure: GraphFailure,
         identity: TokenIdentity,
+        /// Which API refused: the permission to name depends on it.
+        api: Api,
         attempts: u32,
         client_request_id: String,
     },
@@ -148,13 +174,14 @@ pub enum ResumeError {
         attempts: u32,
         client_request_id: String,
     },
-    /// The resume ended ambiguously, and reading the taskProcessingResult showed Graph holds
-    /// a final status other than the one asked for.
-    #[error("Graph holds task processing result {result_id} as {held}; this request asks for {}", .asked.as_str())]
+    /// The resume ended ambiguously, and reading the taskProcessingResult (or the assignment
+    /// request's callout instance) showed Graph holds a final status other than the one asked for.
+    #[error("Graph holds {subject} as {held}; this request asks for {asked}")]
     HeldOtherwise {
-        result_id: Guid,
+        /// The target in words ([`Target::describe`]).
+        subject: String,
         held: String,
-        asked: OperationStatus,
+        asked: &'static str,
         read: Box<ReadBack>,
         attempts: u32,
         client_request_id: String,
@@ -234,6 +261,22 @@ impl ReadCase {
             Self::Undecided => "undecided",
             Self::Unreadable => "unreadable",
             Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// Which Graph API a resume goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    LifecycleWorkflows,
+    EntitlementManagement,
+}
+
+impl Api {
+    fn of(target: &Target) -> Self {
+        match target {
+            Target::Task(..) => Self::LifecycleWorkflows,
+            Target::AccessPackage(_) => Self::EntitlementManagement,
         }
     }
 }
@@ -333,23 +376,30 @@ impl Resumer {
         self
     }
 
-    /// Resumes the task, retrying transient failures until `started + deadline`.
-    pub async fn resume(
+    /// Resumes the task (or the access-package request's stage), retrying transient
+    /// failures until `started + deadline`.
+    pub async fn resume(&self, request: &Resume, started: Instant) -> Result<Outcome, ResumeError> {
+        self.send(request.target(), self.body(request), started)
+            .await
+    }
+
+    /// What Graph receives for `request` (the settings' `source` when it gives none).
+    pub fn body(&self, request: &Resume) -> GraphBody {
+        GraphBody::new(request, &self.default_source)
+    }
+
+    /// [`Self::resume`] with the target and body already taken from the request, so that a
+    /// caller that needs the target itself (the function: for dedupe) copies nothing twice.
+    pub async fn send(
         &self,
-        request: &ResumeRequest,
+        target: Target,
+        body: GraphBody,
         started: Instant,
     ) -> Result<Outcome, ResumeError> {
         let client_request_id = crate::graph::client_request_id();
-        let body = ResumeBody::new(
-            request.status,
-            request
-                .source
-                .clone()
-                .unwrap_or_else(|| self.default_source.clone()),
-        );
-        let outcome = |graph_status, graph_request_id, attempts, dry_run| Outcome {
-            target: request.target.clone(),
-            status: request.status,
+        // Takes the target: a success moves it into the answer instead of copying it.
+        let outcome = |target, graph_status, graph_request_id, attempts, dry_run| Outcome {
+            target,
             graph_status,
             graph_request_id,
             client_request_id: client_request_id.clone(),
@@ -363,19 +413,19 @@ impl Resumer {
         if self.dry_run {
             let dry = DryRun {
                 method: "POST",
-                url: self.graph.url(&request.target.path),
+                url: self.graph.url(target.path()),
                 body,
             };
             tracing::info!(
                 url = %dry.url,
-                body = %serde_json::to_string(&dry.body).unwrap_or_default(),
+                body = %serde_json::to_string(&for_log(&dry.body)).unwrap_or_default(),
                 "dry run: this request would be sent to Graph"
             );
-            return Ok(outcome(None, None, 0, Some(dry)));
+            return Ok(outcome(target, None, None, 0, Some(dry)));
         }
 
         let deadline = started + self.deadline;
-        let path = request.target.path.as_str();
+        let path = target.path();
         let run = retry::run(
             deadline,
             || self.try_once(path, &body, &client_request_id, deadline),
@@ -390,6 +440,7 @@ impl Resumer {
         let last = match run.result {
             Ok(accepted) => {
                 return Ok(outcome(
+                    target,
                     Some(accepted.status),
                     accepted.request_id,
                     attempts,
@@ -404,6 +455,7 @@ impl Resumer {
                 ResumeError::Rejected {
                     failure,
                     identity: token.identity.clone(),
+                    api: Api::of(&target),
                     attempts,
                     client_request_id,
                 }
@@ -412,7 +464,7 @@ impl Resumer {
         };
         match read_with {
             Some(token) => {
-                self.reconcile(request, error, &token, deadline, started, attempts)
+                self.reconcile(&target, error, &token, deadline, started, attempts)
                     .await
             }
             None => Err(error),
@@ -425,7 +477,7 @@ impl Resumer {
     /// comes here; a resume Graph accepted costs no read.
     async fn reconcile(
         &self,
-        request: &ResumeRequest,
+        target: &Target,
         error: ResumeError,
         token: &GraphToken,
         deadline: Instant,
@@ -441,7 +493,6 @@ impl Resumer {
             } => client_request_id.clone(),
             _ => graph::client_request_id(),
         };
-        let target = &request.target;
         let left = deadline.saturating_duration_since(Instant::now());
         let read = if left < MIN_READ_BUDGET {
             ReadBack {
@@ -456,10 +507,7 @@ impl Resumer {
                 request_id: None,
             }
         } else {
-            let url = self.graph.url(&format!(
-                "{}?$select=id,processingStatus",
-                target.result_path()
-            ));
+            let url = self.graph.url(&read_path(target));
             match self
                 .graph
                 .get(
@@ -471,22 +519,11 @@ impl Resumer {
                 .await
             {
                 Ok(fetched) => {
-                    let held = fetched
-                        .body
-                        .get("processingStatus")
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_owned);
+                    let (case, held, message) = judge(target, &fetched.body);
                     ReadBack {
-                        case: match held.as_deref() {
-                            Some(h) if h == request.status.as_str() => ReadCase::Confirmed,
-                            Some(h) if FINAL_STATUSES.contains(&h) => ReadCase::HeldOtherwise,
-                            _ => ReadCase::Undecided,
-                        },
+                        case,
                         status: Some(200),
-                        message: match &held {
-                            Some(h) => format!("Graph holds the task processing result as {h}"),
-                            None => "Graph's answer has no processingStatus".into(),
-                        },
+                        message,
                         processing_status: held,
                         code: None,
                         request_id: fetched.request_id,
@@ -503,11 +540,21 @@ impl Resumer {
             }
         };
         tracing::info!(
-            task_processing_result_id = target.result_id.as_str(),
+            task_processing_result_id = target.task().map(|t| t.result_id.as_str()),
+            assignment_request_id = target
+                .access_package()
+                .map(|t| t.request.request_id.as_str()),
+            custom_extension_stage_instance_id = target
+                .access_package()
+                .map(|t| t.stage_instance_id.as_str()),
             read = read.case.as_str(),
             read_status = read.status,
             processing_status = read.processing_status.as_deref(),
-            "resume ended ambiguously; read the task processing result: {}",
+            "resume ended ambiguously; read {}: {}",
+            match target {
+                Target::Task(..) => "the task processing result",
+                Target::AccessPackage(_) => "the assignment request's callout instances",
+            },
             match read.case {
                 ReadCase::Confirmed => "it already holds the status asked for, answered as resumed",
                 ReadCase::HeldOtherwise => "it holds another final status, answered 409",
@@ -517,7 +564,6 @@ impl Resumer {
         match read.case {
             ReadCase::Confirmed => Ok(Outcome {
                 target: target.clone(),
-                status: request.status,
                 graph_status: read.status,
                 graph_request_id: read.request_id,
                 client_request_id,
@@ -528,9 +574,9 @@ impl Resumer {
                 confirmed_by_read: true,
             }),
             ReadCase::HeldOtherwise => Err(ResumeError::HeldOtherwise {
-                result_id: target.result_id.clone(),
+                subject: target.describe(),
                 held: read.processing_status.clone().unwrap_or_default(),
-                asked: request.status,
+                asked: target.verdict(),
                 read: Box::new(read),
                 attempts,
                 client_request_id,
@@ -545,7 +591,7 @@ impl Resumer {
     async fn try_once(
         &self,
         path: &str,
-        body: &ResumeBody,
+        body: &GraphBody,
         client_request_id: &str,
         deadline: Instant,
     ) -> Result<crate::graph::Accepted, TryError> {
@@ -592,6 +638,115 @@ impl Resumer {
     }
 }
 
+/// A body as a log line may show it: an access-package resume's `detail` is a caller's free
+/// text about a person (the answer gives it back; the log keeps only its length).
+fn for_log(body: &GraphBody) -> std::borrow::Cow<'_, GraphBody> {
+    match body {
+        GraphBody::AccessPackage(b) => match &b.data.custom_extension_stage_instance_detail {
+            Some(detail) => {
+                let mut b = b.clone();
+                b.data.custom_extension_stage_instance_detail = Some(format!(
+                    "({} characters, not logged)",
+                    detail.chars().count()
+                ));
+                std::borrow::Cow::Owned(GraphBody::AccessPackage(b))
+            }
+            None => std::borrow::Cow::Borrowed(body),
+        },
+        GraphBody::Task(_) => std::borrow::Cow::Borrowed(body),
+    }
+}
+
+/// What the reconciling read GETs: the taskProcessingResult's status, or the assignment
+/// request's custom-extension callout instances (the metadata's `customExtensionCalloutInstances`
+/// on `accessPackageAssignmentRequest`, each with its `id` and `status`).
+fn read_path(target: &Target) -> String {
+    match target {
+        Target::Task(t, _) => format!("{}?$select=id,processingStatus", t.result_path()),
+        Target::AccessPackage(t) => format!(
+            "{}?$select=id,state,customExtensionCalloutInstances",
+            t.request.request_path()
+        ),
+    }
+}
+
+/// What the read says: which case, the status Graph holds, and that in words.
+fn judge(target: &Target, body: &serde_json::Value) -> (ReadCase, Option<String>, String) {
+    match target {
+        Target::Task(_, status) => {
+            let held = body
+                .get("processingStatus")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            let case = match held.as_deref() {
+                Some(h) if h == status.as_str() => ReadCase::Confirmed,
+                Some(h) if FINAL_STATUSES.contains(&h) => ReadCase::HeldOtherwise,
+                _ => ReadCase::Undecided,
+            };
+            let message = match &held {
+                Some(h) => format!("Graph holds the task processing result as {h}"),
+                None => "Graph's answer has no processingStatus".into(),
+            };
+            (case, held, message)
+        }
+        Target::AccessPackage(t) => judge_callout(t, body),
+    }
+}
+
+/// The stage instance's callout status decides. `callbackReceived` confirms a resume without a
+/// state; one that denies or cancels is confirmed only when the request's own `state` shows it
+/// too, since the instance does not record what the callback said.
+fn judge_callout(
+    target: &AccessPackageTarget,
+    body: &serde_json::Value,
+) -> (ReadCase, Option<String>, String) {
+    let instance = body
+        .get("customExtensionCalloutInstances")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|all| {
+            all.iter().find(|i| {
+                i.get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|id| id.eq_ignore_ascii_case(target.stage_instance_id.as_str()))
+            })
+        });
+    let Some(instance) = instance else {
+        return (
+            ReadCase::Undecided,
+            None,
+            format!(
+                "the assignment request lists no callout instance {}",
+                target.stage_instance_id
+            ),
+        );
+    };
+    let held = instance
+        .get("status")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    let request_state = body.get("state").and_then(serde_json::Value::as_str);
+    let case = match held.as_deref() {
+        Some("callbackReceived") => match target.state {
+            None => ReadCase::Confirmed,
+            Some(s) if request_state.is_some_and(|r| r.eq_ignore_ascii_case(s.as_str())) => {
+                ReadCase::Confirmed
+            }
+            Some(_) => ReadCase::Undecided,
+        },
+        Some(h) if FINAL_CALLOUT_STATUSES.contains(&h) => ReadCase::HeldOtherwise,
+        _ => ReadCase::Undecided,
+    };
+    let message = match &held {
+        Some(h) => format!(
+            "Graph holds callout instance {} as {h} (request state {})",
+            target.stage_instance_id,
+            request_state.unwrap_or("unknown")
+        ),
+        None => "Graph's callout instance has no status".into(),
+    };
+    (case, held, message)
+}
+
 /// The token to read with, when a resume ended in a way that leaves its effect unknown or
 /// claims it does not apply: Graph refused it with 400, 404 or 409 (a task no longer waiting
 /// may answer so), or the last attempt got no answer (timed out, or the connection was lost).
@@ -606,5 +761,79 @@ fn ambiguous(last: &TryError) -> Option<Arc<GraphToken>> {
             Some(Arc::clone(token))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const A: &str = "0e60f18c-b2a0-4887-9da8-da2e30a39d99";
+    const S: &str = "957d0c50-466b-4840-bb5b-c92cea7141ff";
+
+    fn target(state: Option<&str>) -> Target {
+        let mut body = json!({"assignmentRequestId": A, "customExtensionStageInstanceId": S, "stage": "assignmentRequestCreated"});
+        if let Some(state) = state {
+            body["state"] = json!(state);
+        }
+        Resume::parse(body.to_string().as_bytes()).unwrap().target()
+    }
+
+    fn read(status: &str, state: &str) -> serde_json::Value {
+        json!({"id": A, "state": state, "customExtensionCalloutInstances": [
+            {"id": "11111111-1111-4111-8111-111111111111", "status": "callbackReceived"},
+            {"id": S.to_uppercase(), "status": status}]})
+    }
+
+    #[test]
+    fn the_stage_instance_decides_an_access_package_read() {
+        let go = target(None);
+        assert_eq!(
+            read_path(&go),
+            format!(
+                "/identityGovernance/entitlementManagement/assignmentRequests/{A}?$select=id,state,customExtensionCalloutInstances"
+            )
+        );
+        let case = |t: &Target, body| judge(t, &body).0;
+        assert_eq!(
+            case(&go, read("callbackReceived", "delivering")),
+            ReadCase::Confirmed
+        );
+        assert_eq!(
+            case(&go, read("callbackTimedOut", "submitted")),
+            ReadCase::HeldOtherwise
+        );
+        assert_eq!(
+            case(&go, read("calloutFailed", "submitted")),
+            ReadCase::HeldOtherwise
+        );
+        assert_eq!(
+            case(&go, read("waitingForCallback", "submitted")),
+            ReadCase::Undecided
+        );
+        // Another instance's status says nothing about this one.
+        assert_eq!(
+            case(
+                &go,
+                json!({"customExtensionCalloutInstances": [{"id": A, "status": "callbackReceived"}]})
+            ),
+            ReadCase::Undecided
+        );
+        assert_eq!(case(&go, json!({})), ReadCase::Undecided);
+        // A denial is confirmed only by the request's own state.
+        let deny = target(Some("denied"));
+        assert_eq!(
+            case(&deny, read("callbackReceived", "denied")),
+            ReadCase::Confirmed
+        );
+        assert_eq!(
+            case(&deny, read("callbackReceived", "delivering")),
+            ReadCase::Undecided
+        );
+        assert_eq!(
+            judge(&go, &read("callbackTimedOut", "x")).1.as_deref(),
+            Some("callbackTimedOut")
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! mock App Service managed-identity endpoint.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod docs;
 pub mod host;
 
@@ -147,6 +148,49 @@ pub fn token_response(token: &str) -> ResponseTemplate {
     }))
 }
 
+/// An access package assignment request and a stage instance paused in it.
+pub const ASSIGNMENT_REQUEST: &str = "0e60f18c-b2a0-4887-9da8-da2e30a39d99";
+pub const STAGE_INSTANCE: &str = "957d0c50-466b-4840-bb5b-c92cea7141ff";
+/// Personal data in the access-package callout (the assignment's target and the requestor):
+/// it must never reach a log line.
+pub const ACCESS_PACKAGE_PERSONAL: [&str; 4] = [
+    "Grace Hopper",
+    "grace.hopper@contoso.com",
+    "Alan Turing",
+    "alan.turing@contoso.com",
+];
+
+pub fn assignment_request_path(request: &str) -> String {
+    format!("/identityGovernance/entitlementManagement/assignmentRequests/{request}/resume")
+}
+
+/// An Entitlement Management callout as the Logic App trigger receives it (the shape the
+/// platform notes give: `accessPackageAssignmentRequestCalloutData` with the assignment, its
+/// target user, the access package and the catalog).
+pub fn access_package_callout(request: &str, instance: &str, stage: &str) -> Value {
+    json!({
+        "source": "EntitlementManagement",
+        "type": format!("microsoft.graph.accessPackageCustomExtensionStage.{stage}"),
+        "data": {
+            "@odata.type": "#microsoft.graph.accessPackageAssignmentRequestCalloutData",
+            "callbackUriPath": assignment_request_path(request),
+            "customExtensionStageInstanceId": instance,
+            "stage": stage,
+            "accessPackageAssignmentRequestId": request,
+            "state": "submitted",
+            "requestType": "userAdd",
+            "accessPackage": {"id": "1b4c8f6e-2d3a-4e5f-9a0b-c1d2e3f4a5b6", "displayName": "Sales tools"},
+            "accessPackageCatalog": {"id": "4a5b6c7d-8e9f-4a0b-8c1d-2e3f4a5b6c7d", "displayName": "Sales"},
+            "assignment": {
+                "id": "6c7d8e9f-0a1b-4c2d-9e3f-4a5b6c7d8e9f",
+                "target": {"id": "7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a",
+                    "displayName": ACCESS_PACKAGE_PERSONAL[0], "email": ACCESS_PACKAGE_PERSONAL[1]}
+            },
+            "requestor": {"displayName": ACCESS_PACKAGE_PERSONAL[2], "email": ACCESS_PACKAGE_PERSONAL[3]}
+        }
+    })
+}
+
 /// A mock Graph.
 pub struct Graph {
     pub server: Server,
@@ -164,7 +208,7 @@ impl Graph {
         let g = Self::start().await;
         Mock::given(method("POST"))
             .and(wiremock::matchers::path_regex(
-                r"^/(v1\.0|beta)/identityGovernance/lifecycleWorkflows/.*[/.]resume$",
+                r"^/(v1\.0|beta)/identityGovernance/(lifecycleWorkflows|entitlementManagement)/.*[/.]resume$",
             ))
             .respond_with(
                 ResponseTemplate::new(204).insert_header("request-id", "graph-request-0001"),
@@ -445,27 +489,6 @@ impl Gateway {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// POSTs a JSON body to the resume function.
-    pub async fn resume(&self, body: &Value) -> reqwest::Response {
-        self.resume_with(body, &[]).await
-    }
-
-    pub async fn resume_with(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(self.url("/api/function-resume"))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.send().await.expect("the gateway answers")
-    }
-
     /// Sends SIGTERM, as the host does on shutdown.
     pub fn terminate(&self) {
         let status = Command::new("kill")
@@ -489,6 +512,47 @@ impl Gateway {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+impl Endpoint for Gateway {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// A gateway under test, in a child process ([`Gateway`]) or in this one ([`app::App`]): the
+/// requests tests send it.
+pub trait Endpoint {
+    fn port(&self) -> u16;
+    fn client(&self) -> &reqwest::Client;
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port())
+    }
+
+    /// POSTs a JSON body to the resume function.
+    fn resume(&self, body: &Value) -> impl Future<Output = reqwest::Response> {
+        self.resume_with(body, &[])
+    }
+
+    fn resume_with(
+        &self,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> impl Future<Output = reqwest::Response> {
+        let mut req = self
+            .client()
+            .post(self.url("/api/function-resume"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { req.send().await.expect("the gateway answers") }
     }
 }
 
@@ -561,4 +625,96 @@ pub fn tiny_objects(count: usize) -> String {
     }
     s.push(']');
     s
+}
+
+/// A body sent in chunks without Content-Length.
+pub fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    tokio_stream_iter(chunks)
+}
+
+pub fn tokio_stream_iter<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    struct Iter<T>(std::vec::IntoIter<T>);
+    impl<T> futures_core::Stream for Iter<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    impl<T> Unpin for Iter<T> {}
+    Iter(items.into_iter())
+}
+
+pub fn result_path(workflow: &str, task: &str, result: &str) -> String {
+    resume_path(workflow, task, result)
+        .strip_suffix("/resume")
+        .unwrap()
+        .to_owned()
+}
+
+/// Graph answering the resume with `resume`, and a read of the result with `read`. The
+/// shared mock servers are never dropped (see `common::Server`), so counts are asserted on
+/// the received requests ([`counts`]).
+pub async fn graph_resume_and_read(resume: ResponseTemplate, read: ResponseTemplate) -> Graph {
+    let graph = Graph::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1.0{}",
+            resume_path(WORKFLOW, TASK, RESULT)
+        )))
+        .respond_with(resume)
+        .mount(&graph.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/v1.0{}",
+            result_path(WORKFLOW, TASK, RESULT)
+        )))
+        .and(query_param("$select", "id,processingStatus"))
+        .respond_with(read)
+        .mount(&graph.server)
+        .await;
+    graph
+}
+
+pub fn graph_error(status: u16) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .insert_header("request-id", format!("resume-{status}").as_str())
+        .set_body_json(json!({"error": {"code": format!("Code{status}"), "message": format!("message {status}")}}))
+}
+
+pub fn held(status: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .insert_header("request-id", "read-1")
+        .set_body_json(json!({"id": RESULT, "processingStatus": status}))
+}
+
+/// How many resumes and reads Graph received; every read carries the resume's token.
+pub async fn counts(graph: &Graph) -> (usize, usize) {
+    let sent = graph.requests().await;
+    let (posts, gets): (Vec<_>, Vec<_>) = sent.iter().partition(|r| r.method.as_str() == "POST");
+    for get in &gets {
+        assert_eq!(
+            get.headers.get("authorization"),
+            posts[0].headers.get("authorization"),
+            "the read uses the resume's token"
+        );
+    }
+    (posts.len(), gets.len())
+}
+
+/// Resumes the sample result by its `callbackUriPath` with `status`: the answer's status and body.
+pub async fn resume_the_result(gateway: &impl Endpoint, status: &str) -> (u16, Value) {
+    let body =
+        json!({"operationStatus": status, "callbackUriPath": resume_path(WORKFLOW, TASK, RESULT)});
+    let (got, _, body) = answer(gateway.resume(&body).await).await;
+    (got, body)
 }
