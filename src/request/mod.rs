@@ -1575,4 +1575,96 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_complete_parser_keeps_reasons_source_and_type_within_their_limits() {
+        // Escaped quotes send these bodies to the complete parser.
+        let reasons: Vec<String> = (0..MAX_REASONS)
+            .map(|i| format!("step {i} said \"no\""))
+            .collect();
+        let body = |reasons: &[String]| {
+            json!({"operationStatus": "failed", "callbackUriPath": path(),
+            "statusReasons": reasons, "source": "hr \"sync\"", "type": "lifecycleEvent"})
+        };
+        let r = parse(body(&reasons)).unwrap();
+        assert_eq!(r.status_reasons, reasons);
+        assert_eq!(r.source.as_deref(), Some("hr \"sync\""));
+        let mut one_more = reasons.clone();
+        one_more.push("and \"this\"".into());
+        assert_eq!(field_of(body(&one_more)), "statusReasons");
+    }
+
+    #[test]
+    fn a_source_needs_text_and_at_most_256_characters() {
+        let with_source = |s: &str| json!({"operationStatus": "completed", "callbackUriPath": path(), "source": s});
+        for bad in ["   ".to_owned(), "é".repeat(MAX_SOURCE_CHARS + 1)] {
+            assert_eq!(field_of(with_source(&bad)), "source", "{bad}");
+        }
+        let longest = "é".repeat(MAX_SOURCE_CHARS);
+        assert_eq!(parse(with_source(&longest)).unwrap().source, Some(longest));
+    }
+
+    #[test]
+    fn refusals_name_the_json_type_that_was_sent() {
+        let p = path();
+        let cases = [
+            (
+                json!({"operationStatus": 1, "callbackUriPath": p}),
+                "not a number",
+            ),
+            (
+                json!({"operationStatus": true, "callbackUriPath": p}),
+                "not a boolean",
+            ),
+            (
+                json!({"operationStatus": [], "callbackUriPath": p}),
+                "not an array",
+            ),
+            (
+                json!({"operationStatus": {}, "callbackUriPath": p}),
+                "not an object",
+            ),
+            (
+                json!({"operationStatus": "failed", "callbackUriPath": p, "statusReasons": "x"}),
+                "not a string",
+            ),
+            (
+                json!({"operationStatus": "failed", "callbackUriPath": p, "statusReasons": [null]}),
+                "not null",
+            ),
+        ];
+        for (body, words) in cases {
+            let e = parse(body.clone()).unwrap_err().to_string();
+            assert!(e.ends_with(words), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_callout_without_a_path_may_spell_the_result_both_ways_if_they_agree() {
+        let with_results = |lower: &str| {
+            let mut c = callout();
+            let data = c["data"].as_object_mut().unwrap();
+            data.remove("callbackUriPath");
+            data.insert("taskProcessingresult".into(), json!({"id": lower}));
+            json!({"operationStatus": "completed", "callout": c})
+        };
+        let r = parse(with_results(&R.to_uppercase())).unwrap();
+        assert_eq!(r.target.path, path());
+        assert_eq!(
+            field_of(with_results(W)),
+            "callout.data.taskProcessingresult.id"
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_explained_without_serde_positions() {
+        let Err(RequestError::Malformed(why)) = ResumeRequest::parse(b"{\"operationStatus\":")
+        else {
+            panic!("not malformed")
+        };
+        assert!(
+            why.starts_with("EOF while parsing") && !why.contains("line"),
+            "{why}"
+        );
+    }
 }
