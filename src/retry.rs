@@ -237,23 +237,52 @@ mod tests {
         assert_eq!(run.result.unwrap_err().unwrap().n, 0);
     }
 
-    #[tokio::test]
-    async fn transient_failures_are_retried_with_the_asked_wait_and_counted() {
+    /// Runs attempts that fail as `fail(n)` for the first `failures`, then succeed with `n`;
+    /// gives the run and every wait heard (failure number, wait, attempts so far).
+    async fn failing(
+        failures: u32,
+        fail: impl Fn(u32) -> Fail,
+        within: Duration,
+    ) -> (Run<u32, Fail>, Vec<(u32, Duration, u32)>) {
         let calls = AtomicU32::new(0);
         let waits = std::sync::Mutex::new(Vec::new());
         let run = run(
-            Instant::now() + Duration::from_secs(5),
+            Instant::now() + within,
             || async {
                 let n = calls.fetch_add(1, Ordering::Relaxed);
-                if n < 2 { Err(transient(n)) } else { Ok(n) }
+                if n < failures { Err(fail(n)) } else { Ok(n) }
             },
             |e, wait, attempts| waits.lock().unwrap().push((e.n, wait, attempts)),
         )
         .await;
+        (run, waits.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_with_the_asked_wait_and_counted() {
+        let (run, waits) = failing(2, transient, Duration::from_secs(5)).await;
         assert_eq!(run.result.unwrap(), 2);
         assert_eq!(run.attempts, 3);
         let ms10 = Duration::from_millis(10);
-        assert_eq!(*waits.lock().unwrap(), [(0, ms10, 1), (1, ms10, 2)]);
+        assert_eq!(waits, [(0, ms10, 1), (1, ms10, 2)]);
+    }
+
+    #[tokio::test]
+    async fn without_retry_after_waits_follow_the_doubling_schedule_past_three_retries() {
+        // Seeded, so the jitter this test meets is the same on every run.
+        fastrand::seed(14);
+        let without_retry_after = |n| Fail {
+            retry_after: None,
+            ..transient(n)
+        };
+        let (run, waits) = failing(4, without_retry_after, Duration::from_secs(30)).await;
+        assert_eq!(run.result.unwrap(), 4);
+        assert_eq!(run.attempts, 5);
+        let steps = [200, 400, 800, 1600].map(Duration::from_millis);
+        assert_eq!(waits.len(), steps.len());
+        for ((_, wait, _), step) in waits.iter().zip(steps) {
+            assert!(*wait <= step, "{waits:?}");
+        }
     }
 
     #[tokio::test]

@@ -378,6 +378,7 @@ mod tests {
     use super::*;
     use crate::config::GraphCloud;
     use crate::config::caller::CallerAuth;
+    use crate::identity::tests::jwt;
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
     const APP: &str = "11111111-2222-3333-4444-555555555555";
@@ -451,6 +452,18 @@ mod tests {
     }
 
     #[test]
+    fn large_real_tokens_are_taken() {
+        // Entra app tokens are one to three kilobytes; one carrying many app roles, a few more.
+        for size in [3 * 1024, 8 * 1024] {
+            let token = "a".repeat(size);
+            assert_eq!(
+                bearer_token(&headers(&format!("Bearer {token}"))),
+                Ok(token.as_str())
+            );
+        }
+    }
+
+    #[test]
     fn a_token_of_exactly_the_limit_is_taken_one_byte_more_is_not() {
         let exact = "a".repeat(MAX_TOKEN_BYTES);
         assert_eq!(
@@ -509,6 +522,128 @@ mod tests {
         assert!(
             auth.check(claims(Some("x"), Some("app"), other, me))
                 .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_id_list_lets_in_only_the_listed_objects_of_allowed_apps() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let me = "3c4d5e6f-8e1f-4a3c-9b4d-7e6f1a2b3c4d";
+        let other = "4d5e6f3c-1f8e-4c3a-8d9b-6f7e2b1a4d3c";
+        let mut settings = entra_settings("http://127.0.0.1:9");
+        settings.allowed_object_ids = Some(vec![me.to_owned()]);
+        let auth = Authenticator::start(settings);
+        let caller = auth.check(claims(None, None, Some(me), Some(me))).unwrap();
+        assert_eq!(caller.object_id.as_deref(), Some(me));
+        let refused = |sub_and_oid: Option<&str>| match auth.check(claims(
+            None,
+            Some("app"),
+            sub_and_oid,
+            sub_and_oid,
+        )) {
+            Err(CallerAuthError::NotAllowed { claim, .. }) => claim == "oid",
+            _ => false,
+        };
+        assert!(refused(Some(other)));
+        assert!(refused(None));
+    }
+
+    #[tokio::test]
+    async fn only_rs256_tokens_are_looked_up_against_the_tenant_keys() {
+        use base64::Engine;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let auth = Authenticator::start(entra_settings("http://127.0.0.1:9"));
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let hs256 = format!(
+            "Bearer {}.e30.c2ln",
+            b64.encode(r#"{"alg":"HS256","kid":"k"}"#)
+        );
+        assert!(matches!(
+            auth.authenticate(&headers(&hs256)).await,
+            Err(CallerAuthError::InvalidToken { claim: "alg", .. })
+        ));
+        // RS256 passes the algorithm check (and, without a kid, stops at the next one).
+        let rs256 = format!("Bearer {}", jwt(serde_json::json!({})));
+        assert!(matches!(
+            auth.authenticate(&headers(&rs256)).await,
+            Err(CallerAuthError::InvalidToken { claim: "kid", .. })
+        ));
+    }
+
+    #[test]
+    fn each_token_failure_is_explained_in_its_own_words() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let header_error =
+            |token: &str| describe(jsonwebtoken::decode_header(token).unwrap_err().kind());
+        assert_eq!(
+            header_error("abc"),
+            "it does not have three dot-separated parts"
+        );
+        assert_eq!(header_error("a!b.c.d"), "a part is not base64url");
+        for not_json in [b64("not json"), b64(r#"{"alg":"none"}"#)] {
+            assert!(
+                header_error(&format!("{not_json}.e30.sig")).starts_with("a part is not the JSON"),
+                "{not_json}"
+            );
+        }
+        let cases = [
+            (ErrorKind::InvalidAlgorithm, "its algorithm is not RS256"),
+            (
+                ErrorKind::InvalidAlgorithmName,
+                "its algorithm is not RS256",
+            ),
+            (
+                ErrorKind::InvalidClaimFormat("exp".into()),
+                "a claim has the wrong type",
+            ),
+            (
+                ErrorKind::InvalidRsaKey("n".into()),
+                "the tenant's key cannot verify RS256",
+            ),
+            (
+                ErrorKind::InvalidKeyFormat,
+                "the tenant's key cannot verify RS256",
+            ),
+            (ErrorKind::MissingAlgorithm, "it is malformed"),
+        ];
+        for (kind, words) in cases {
+            assert_eq!(describe(&kind), words, "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn standard_claim_failures_name_the_claim_and_quote_what_the_token_said() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let auth = Authenticator::start(entra_settings("http://127.0.0.1:9"));
+        let token = jwt(serde_json::json!({
+            "iss": "https://sts.example.com/other/",
+            "aud": ["api://one", "api://two"],
+        }));
+        for name in ["iss", "aud", "exp"] {
+            let e = auth.claims_error(&token, &ErrorKind::MissingRequiredClaim(name.into()));
+            assert_eq!(
+                e,
+                CallerAuthError::invalid(name, format!("The token has no {name} claim."))
+            );
+        }
+        let refused = |kind| match auth.claims_error(&token, &kind) {
+            CallerAuthError::InvalidToken { claim, detail } => (claim, detail),
+            other => panic!("{other:?}"),
+        };
+        let (claim, detail) = refused(ErrorKind::InvalidIssuer);
+        assert_eq!(claim, "iss");
+        assert!(
+            detail
+                .starts_with("The token's issuer \"https://sts.example.com/other/\" is not tenant"),
+            "{detail}"
+        );
+        let (claim, detail) = refused(ErrorKind::InvalidAudience);
+        assert_eq!(claim, "aud");
+        // Not a string: quoted as the JSON the token holds.
+        assert!(
+            detail.starts_with(r#"The token's audience "[\"api://one\",\"api://two\"]" is not in"#),
+            "{detail}"
         );
     }
 }

@@ -819,4 +819,97 @@ mod tests {
         let read = read_limited(get("/over").await.unwrap(), Duration::from_secs(10)).await;
         assert_eq!(read.len(), MAX_ERROR_BODY);
     }
+
+    #[tokio::test]
+    async fn refusals_are_classified_and_keep_graphs_code_message_ids_and_wait() {
+        use retry::Failure;
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        let throttled = ResponseTemplate::new(429)
+            .insert_header("Retry-After", "7")
+            .insert_header("request-id", " 5f0e-throttled ")
+            .insert_header("x-ms-throttle-scope", "Tenant/ApplicationId")
+            .set_body_json(serde_json::json!(
+                {"error": {"code": "TooManyRequests", "message": "Too many requests."}}
+            ));
+        // No message, and the request id only inside the error (an empty header does not count).
+        let gone = ResponseTemplate::new(404)
+            .insert_header("request-id", "")
+            .set_body_json(serde_json::json!({"error": {
+                "code": "NotFound", "message": "", "innerError": {"request-id": "inner-id"}
+            }}));
+        for (at, answer) in [("/throttled", throttled), ("/gone", gone)] {
+            Mock::given(method("GET"))
+                .and(path(at))
+                .respond_with(answer)
+                .mount(&server)
+                .await;
+        }
+        let graph = client_for(&server).await;
+        let send = |at: &str| {
+            let url = format!("{}{at}", server.uri());
+            let graph = &graph;
+            async move {
+                graph
+                    .send(Method::GET, &url, "t", None, "c", Duration::from_secs(10))
+                    .await
+                    .unwrap_err()
+            }
+        };
+        let e = send("/throttled").await;
+        assert!(e.retryable(), "{e:?}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        let AttemptError::Transient(f) = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            f,
+            GraphFailure {
+                status: Some(429),
+                code: Some("TooManyRequests".into()),
+                message: "Too many requests.".into(),
+                request_id: Some("5f0e-throttled".into()),
+                retry_after: Some(Duration::from_secs(7)),
+                throttle_scope: Some("Tenant/ApplicationId".into()),
+            }
+        );
+        let e = send("/gone").await;
+        assert!(!e.retryable(), "{e:?}");
+        assert_eq!(e.retry_after(), None);
+        let AttemptError::Permanent(f) = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            f.message,
+            "Graph answered 404 Not Found without an error message it could read"
+        );
+        assert_eq!(f.request_id.as_deref(), Some("inner-id"));
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_long_graph_error_message_is_kept_whole() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        // Graph's messages can list every failed property; 8 KB stays well within the limit.
+        let message = "m".repeat(8 * 1024);
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!(
+                {"error": {"code": "BadRequest", "message": message}}
+            )))
+            .mount(&server)
+            .await;
+        let graph = client_for(&server).await;
+        let url = format!("{}/v1.0/x", server.uri());
+        let e = graph
+            .send(Method::GET, &url, "t", None, "c", Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        let AttemptError::Permanent(f) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(f.message, message);
+    }
 }

@@ -708,12 +708,13 @@ fn client_options(cloud: Option<GraphCloud>) -> ClientOptions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use azure_core::credentials::TokenRequestOptions;
     use std::sync::atomic::AtomicUsize;
 
-    fn jwt(claims: serde_json::Value) -> String {
+    /// An RS256 JWT with these claims and no real signature (the caller tests use it too).
+    pub(crate) fn jwt(claims: serde_json::Value) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         format!(
             "{}.{}.sig",

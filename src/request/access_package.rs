@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::ids::Guid;
 use super::path::AssignmentRequestPath;
 use super::pruned::{self, Shape};
-use super::{RequestError, Text, echo, guid, kind, source_ok, without_position};
+use super::{RequestError, Text, echo, from_path, guid, source, without_position};
 
 /// The longest `detail` sent as `customExtensionStageInstanceDetail`: Graph declares no limit
 /// (`Edm.String`), so the bound is the gateway's, as for Lifecycle Workflows' reasons.
@@ -162,15 +162,8 @@ pub(super) fn parse(body: &[u8]) -> Option<Result<AccessPackageResume, RequestEr
 fn callout_of(value: Option<&Value>) -> Option<Result<Value, RequestError>> {
     match value? {
         Value::String(text) => Some(
-            pruned::from_str(text, Shape::Object(CALLOUT, &Shape::Kind)).map_err(|e| {
-                RequestError::field(
-                    "callout",
-                    format!(
-                        "is a string that is not JSON ({}); pass the callout object, e.g. @triggerBody()",
-                        without_position(&e)
-                    ),
-                )
-            }),
+            pruned::from_str(text, Shape::Object(CALLOUT, &Shape::Kind))
+                .map_err(|e| RequestError::callout_not_json(&without_position(&e))),
         ),
         other => Some(Ok(other.clone())),
     }
@@ -190,12 +183,17 @@ fn is_access_package_data(data: &Value) -> bool {
     let typed = data
         .get("@odata.type")
         .and_then(Value::as_str)
-        .map(|t| t.trim_start_matches('#'))
-        .is_some_and(|t| {
-            t.get(..29)
-                .is_some_and(|h| h.eq_ignore_ascii_case("microsoft.graph.accessPackage"))
-        });
+        .is_some_and(is_access_package_type);
     typed || data.get("callbackUriPath").is_some_and(em_path)
+}
+
+/// Whether a callout's `@odata.type` names an access-package callout. The fast reading asks
+/// too ([`super::Fields::claims_access_package`]): such a callout is never a task.
+pub(super) fn is_access_package_type(odata_type: &str) -> bool {
+    odata_type
+        .trim_start_matches('#')
+        .get(..29)
+        .is_some_and(|h| h.eq_ignore_ascii_case("microsoft.graph.accessPackage"))
 }
 
 fn validate(
@@ -223,32 +221,9 @@ fn validate(
         }
     }
     let get = |name: &str| object.get(name).filter(|v| !v.is_null());
-    let source = match get("source") {
-        None => None,
-        Some(Value::String(s)) if source_ok(s) => Some(s.clone()),
-        Some(_) => {
-            return Err(RequestError::field(
-                "source",
-                "must be a non-empty string of at most 256 printable characters",
-            ));
-        }
-    };
-    let detail = match get("detail") {
-        None => None,
-        Some(Value::String(s)) if s.chars().count() <= MAX_DETAIL_CHARS => Some(s.clone()),
-        Some(Value::String(_)) => {
-            return Err(RequestError::field(
-                "detail",
-                format!("is longer than {MAX_DETAIL_CHARS} characters"),
-            ));
-        }
-        Some(other) => {
-            return Err(RequestError::field(
-                "detail",
-                format!("must be a string, not {}", kind(other)),
-            ));
-        }
-    };
+    let text = |name: &str| get(name).map(Text::of);
+    let source = source(text("source"))?;
+    let detail = detail(text("detail"))?;
     let (request, stage_instance_id, stage) = match callout {
         Some(callout) => {
             if let Some(extra) = ["callbackUriPath"]
@@ -265,33 +240,7 @@ fn validate(
         }
         None => explicit(&get)?,
     };
-    let state = match get("state") {
-        None => None,
-        Some(Value::String(s)) => Some(RequestState::parse(s).ok_or_else(|| {
-            RequestError::field(
-                "state",
-                format!(
-                    "must be \"denied\" or \"canceled\" (any case), or left out to let the request continue; not {}",
-                    echo::quoted(s)
-                ),
-            )
-        })?),
-        Some(other) => {
-            return Err(RequestError::field(
-                "state",
-                format!("must be the string \"denied\" or \"canceled\", not {}", kind(other)),
-            ));
-        }
-    };
-    if state.is_some() && stage != Stage::AssignmentRequestCreated {
-        return Err(RequestError::field(
-            "state",
-            format!(
-                "can deny or cancel a request only at the assignmentRequestCreated stage; this callout is at {}: leave `state` out",
-                stage.as_str()
-            ),
-        ));
-    }
+    let state = state(text("state"), stage)?;
     Ok(AccessPackageResume {
         target: AccessPackageTarget {
             request,
@@ -327,10 +276,7 @@ type Parts = (AssignmentRequestPath, Guid, Stage);
 
 fn from_callout(callout: &Value) -> Result<Parts, RequestError> {
     let Some(data) = callout.get("data").and_then(Value::as_object) else {
-        return Err(RequestError::field(
-            "callout.data",
-            "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
-        ));
+        return Err(RequestError::no_callout_data());
     };
     let get = |name: &str| data.get(name).filter(|v| !v.is_null());
     let by_path = get("callbackUriPath")
@@ -369,7 +315,7 @@ fn from_callout(callout: &Value) -> Result<Parts, RequestError> {
             "callout.data.customExtensionStageInstanceId",
             get("customExtensionStageInstanceId").map(Text::of),
         )?,
-        stage("callout.data.stage", get("stage"))?,
+        stage("callout.data.stage", get("stage").map(Text::of))?,
     ))
 }
 
@@ -403,24 +349,64 @@ fn explicit<'a>(get: &impl Fn(&str) -> Option<&'a Value>) -> Result<Parts, Reque
     Ok((
         request,
         guid("customExtensionStageInstanceId", Some(Text::of(instance)))?,
-        stage("stage", get("stage"))?,
+        stage("stage", get("stage").map(Text::of))?,
     ))
 }
 
 fn path(field: &str, value: &Value) -> Result<AssignmentRequestPath, RequestError> {
-    let Value::String(p) = value else {
-        return Err(RequestError::field(
-            field,
-            format!("must be a string, not {}", kind(value)),
-        ));
-    };
-    AssignmentRequestPath::parse(p).map_err(|e| RequestError::CallbackPathRefused {
-        field: field.to_owned(),
-        detail: e.0,
-    })
+    from_path(field, Text::of(value), AssignmentRequestPath::parse)
 }
 
-fn stage(field: &str, value: Option<&Value>) -> Result<Stage, RequestError> {
+/// `detail`, sent to Graph as `customExtensionStageInstanceDetail`: a string, bounded.
+fn detail(value: Option<Text<'_>>) -> Result<Option<String>, RequestError> {
+    match value {
+        None => Ok(None),
+        Some(Text::Str(s)) if s.chars().count() <= MAX_DETAIL_CHARS => Ok(Some(s.to_owned())),
+        Some(Text::Str(_)) => Err(RequestError::field(
+            "detail",
+            format!("is longer than {MAX_DETAIL_CHARS} characters"),
+        )),
+        Some(Text::Not(kind)) => Err(RequestError::field(
+            "detail",
+            format!("must be a string, not {kind}"),
+        )),
+    }
+}
+
+/// `state`: what to tell a request paused at `stage`; only `assignmentRequestCreated` can be
+/// denied or canceled (Graph's resume action page).
+fn state(value: Option<Text<'_>>, stage: Stage) -> Result<Option<RequestState>, RequestError> {
+    let state = match value {
+        None => return Ok(None),
+        Some(Text::Str(s)) => RequestState::parse(s).ok_or_else(|| {
+            RequestError::field(
+                "state",
+                format!(
+                    "must be \"denied\" or \"canceled\" (any case), or left out to let the request continue; not {}",
+                    echo::quoted(s)
+                ),
+            )
+        })?,
+        Some(Text::Not(kind)) => {
+            return Err(RequestError::field(
+                "state",
+                format!("must be the string \"denied\" or \"canceled\", not {kind}"),
+            ));
+        }
+    };
+    if stage != Stage::AssignmentRequestCreated {
+        return Err(RequestError::field(
+            "state",
+            format!(
+                "can deny or cancel a request only at the assignmentRequestCreated stage; this callout is at {}: leave `state` out",
+                stage.as_str()
+            ),
+        ));
+    }
+    Ok(Some(state))
+}
+
+fn stage(field: &str, value: Option<Text<'_>>) -> Result<Stage, RequestError> {
     let names = || {
         Stage::ALL
             .iter()
@@ -433,7 +419,7 @@ fn stage(field: &str, value: Option<&Value>) -> Result<Stage, RequestError> {
             field,
             format!("is required: one of {}", names()),
         )),
-        Some(Value::String(s)) => Stage::parse(s).ok_or_else(|| {
+        Some(Text::Str(s)) => Stage::parse(s).ok_or_else(|| {
             RequestError::field(
                 field,
                 format!(
@@ -443,9 +429,9 @@ fn stage(field: &str, value: Option<&Value>) -> Result<Stage, RequestError> {
                 ),
             )
         }),
-        Some(other) => Err(RequestError::field(
+        Some(Text::Not(kind)) => Err(RequestError::field(
             field,
-            format!("must be a string, not {}", kind(other)),
+            format!("must be a string, not {kind}"),
         )),
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::request::ids::Guid;
-use crate::request::path::ResumeTarget;
+use crate::request::path::{PathError, ResumeTarget};
 use crate::request::pruned::Shape;
 
 /// The largest request body the gateway reads.
@@ -99,6 +99,25 @@ impl RequestError {
             field: echo::cut(field).into_owned(),
             detail: detail.into(),
         }
+    }
+
+    /// A callout without `data`, of either kind.
+    fn no_callout_data() -> Self {
+        Self::field(
+            "callout.data",
+            "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
+        )
+    }
+
+    /// A callout sent as a string (Logic Apps' `@{triggerBody()}`) that does not parse, with
+    /// serde_json's reason; of either kind.
+    fn callout_not_json(reason: &str) -> Self {
+        Self::field(
+            "callout",
+            format!(
+                "is a string that is not JSON ({reason}); pass the callout object, e.g. @triggerBody()"
+            ),
+        )
     }
 
     /// The field at fault, when there is one.
@@ -272,6 +291,9 @@ enum Callout<'a> {
 /// Of `callout.data`, only what names the target.
 #[derive(Debug)]
 struct CalloutData<'a> {
+    /// `data.@odata.type`: read only by the fast reading, to leave an access-package callout
+    /// to the dispatch ([`Fields::claims_access_package`]).
+    odata_type: Option<Text<'a>>,
     callback_uri_path: Option<Text<'a>>,
     /// `data.{holder}.id` in [`CALLOUT_IDS`] order; a holder that is not an object has none.
     ids: [Option<Text<'a>>; 4],
@@ -285,6 +307,7 @@ impl<'a> Callout<'a> {
                 .get("data")
                 .and_then(Value::as_object)
                 .map(|data| CalloutData {
+                    odata_type: None,
                     callback_uri_path: data.get("callbackUriPath").filter(present).map(Text::of),
                     ids: CALLOUT_IDS.map(|(holder, _)| {
                         data.get(holder)
@@ -308,6 +331,19 @@ enum Form<'f, 'a> {
 }
 
 impl Fields<'_> {
+    /// Whether the callout says it is an Entitlement Management one (its `@odata.type`): the
+    /// complete readings then decide, as they would without the fast one (a property test,
+    /// `fast_path_agrees`, holds the dispatch to that).
+    fn claims_access_package(&self) -> bool {
+        matches!(
+            &self.callout,
+            Some(Callout::Read(Some(CalloutData {
+                odata_type: Some(Text::Str(t)),
+                ..
+            }))) if access_package::is_access_package_type(t)
+        )
+    }
+
     /// The one decision on a request, whichever reading produced the fields: each member's
     /// rule, in a fixed order (the first refusal is the one answered), then the target.
     fn validate(self) -> Result<ResumeRequest, RequestError> {
@@ -346,18 +382,7 @@ impl Fields<'_> {
             }
         };
 
-        let source = self
-            .source
-            .map(|s| match s {
-                Text::Str(s) if source_ok(s) => Ok(s.to_owned()),
-                _ => Err(RequestError::field(
-                    "source",
-                    format!(
-                        "must be a non-empty string of at most {MAX_SOURCE_CHARS} printable characters"
-                    ),
-                )),
-            })
-            .transpose()?;
+        let source = source(self.source)?;
 
         match self.kind {
             None => {}
@@ -405,7 +430,9 @@ impl Fields<'_> {
                 format!("cannot be combined with {first}: give exactly one target: {TARGETS}"),
             )),
             (Some((_, Form::Callout(callout))), None) => callout.target(),
-            (Some((_, Form::Path(path))), None) => from_path("callbackUriPath", path),
+            (Some((_, Form::Path(path))), None) => {
+                from_path("callbackUriPath", path, ResumeTarget::parse)
+            }
             (Some((_, Form::Ids(ids))), None) => {
                 if let Some(missing) = EXPLICIT_IDS
                     .into_iter()
@@ -434,20 +461,8 @@ impl Callout<'_> {
     fn target(&self) -> Result<ResumeTarget, RequestError> {
         let data = match self {
             Self::Read(Some(data)) => data,
-            Self::Read(None) => {
-                return Err(RequestError::field(
-                    "callout.data",
-                    "is missing: pass the whole callout the Logic App trigger received (@triggerBody())",
-                ));
-            }
-            Self::NotJson(reason) => {
-                return Err(RequestError::field(
-                    "callout",
-                    format!(
-                        "is a string that is not JSON ({reason}); pass the callout object, e.g. @triggerBody()"
-                    ),
-                ));
-            }
+            Self::Read(None) => return Err(RequestError::no_callout_data()),
+            Self::NotJson(reason) => return Err(RequestError::callout_not_json(reason)),
             Self::Not(kind) => {
                 return Err(RequestError::field(
                     "callout",
@@ -469,7 +484,10 @@ impl Callout<'_> {
             };
         }
         match data.callback_uri_path {
-            Some(path) => consistent(from_path("callout.data.callbackUriPath", path)?, given),
+            Some(path) => consistent(
+                from_path("callout.data.callbackUriPath", path, ResumeTarget::parse)?,
+                given,
+            ),
             None => from_callout_ids(given),
         }
     }
@@ -603,10 +621,25 @@ fn consistent(
     Ok(target)
 }
 
-fn source_ok(s: &str) -> bool {
-    !s.trim().is_empty()
-        && s.chars().count() <= MAX_SOURCE_CHARS
-        && !s.chars().any(char::is_control)
+/// `source`, the one rule for both kinds: the caller's name for itself, sent to Graph (Lifecycle
+/// Workflows) or answered and logged (both).
+fn source(value: Option<Text<'_>>) -> Result<Option<String>, RequestError> {
+    match value {
+        None => Ok(None),
+        Some(Text::Str(s))
+            if !s.trim().is_empty()
+                && s.chars().count() <= MAX_SOURCE_CHARS
+                && !s.chars().any(char::is_control) =>
+        {
+            Ok(Some(s.to_owned()))
+        }
+        Some(_) => Err(RequestError::field(
+            "source",
+            format!(
+                "must be a non-empty string of at most {MAX_SOURCE_CHARS} printable characters"
+            ),
+        )),
+    }
 }
 
 fn type_ok(s: &str) -> bool {
@@ -617,14 +650,19 @@ fn reason_ok(s: &str) -> bool {
     s.chars().count() <= MAX_REASON_CHARS
 }
 
-fn from_path(field: &str, path: Text<'_>) -> Result<ResumeTarget, RequestError> {
+/// A `callbackUriPath` read by one of the two closed grammars: [`ResumeTarget::parse`]
+/// (Lifecycle Workflows) or [`path::AssignmentRequestPath::parse`] (Entitlement Management).
+/// Either refusal is a [`RequestError::CallbackPathRefused`], with the grammar's words.
+fn from_path<T>(
+    field: &str,
+    path: Text<'_>,
+    grammar: impl FnOnce(&str) -> Result<T, PathError>,
+) -> Result<T, RequestError> {
     match path {
-        Text::Str(path) => {
-            ResumeTarget::parse(path).map_err(|e| RequestError::CallbackPathRefused {
-                field: field.to_owned(),
-                detail: e.0,
-            })
-        }
+        Text::Str(path) => grammar(path).map_err(|e| RequestError::CallbackPathRefused {
+            field: field.to_owned(),
+            detail: e.0,
+        }),
         Text::Not(kind) => Err(RequestError::field(
             field,
             format!("must be a string, not {kind}"),
@@ -750,6 +788,8 @@ mod fast {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct WireData<'a> {
+        #[serde(borrow, rename = "@odata.type")]
+        odata_type: Option<Text<'a>>,
         #[serde(borrow)]
         callback_uri_path: Option<Text<'a>>,
         #[serde(borrow)]
@@ -774,6 +814,7 @@ mod fast {
             let wire = Wire::deserialize(Object(d))?;
             Ok(Callout::Read(wire.data.map(|InObject(data)| {
                 CalloutData {
+                    odata_type: data.odata_type,
                     callback_uri_path: data.callback_uri_path,
                     // In `CALLOUT_IDS` order.
                     ids: [
@@ -1333,7 +1374,119 @@ mod tests {
             ]
         }
 
+        /// An Entitlement Management assignment request and stage instance id.
+        const A: &str = "0e60f18c-b2a0-4887-9da8-da2e30a39d99";
+        const S: &str = "957d0c50-466b-4840-bb5b-c92cea7141ff";
+
+        fn em_path() -> String {
+            format!("/identityGovernance/entitlementManagement/assignmentRequests/{A}/resume")
+        }
+
+        fn stage() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(json!("assignmentRequestCreated")),
+                Just(json!("AssignmentRequestGranted")),
+                Just(json!("assignmentOneDayBeforeExpiration")),
+            ]
+            .prop_flat_map(mostly)
+        }
+
+        /// An access-package callout's `data`: its type, path, ids and stage, mostly right,
+        /// sometimes wrong, missing, or a Lifecycle Workflows path; and the target user's data.
+        fn em_data() -> impl Strategy<Value = Value> {
+            (
+                proptest::option::weighted(
+                    0.7,
+                    mostly(json!(
+                        "#microsoft.graph.accessPackageAssignmentRequestCalloutData"
+                    )),
+                ),
+                proptest::option::weighted(
+                    0.8,
+                    prop_oneof![4 => mostly(json!(em_path())), 1 => Just(json!(path()))],
+                ),
+                proptest::option::weighted(0.9, mostly(json!(S))),
+                proptest::option::weighted(0.9, stage()),
+                proptest::option::weighted(0.3, mostly(json!(A))),
+                any::<bool>(),
+            )
+                .prop_map(|(kind, path, instance, stage, request, assignment)| {
+                    let mut d = serde_json::Map::new();
+                    for (k, v) in [
+                        ("@odata.type", kind),
+                        ("callbackUriPath", path),
+                        ("customExtensionStageInstanceId", instance),
+                        ("stage", stage),
+                        ("accessPackageAssignmentRequestId", request),
+                    ] {
+                        if let Some(v) = v {
+                            d.insert(k.into(), v);
+                        }
+                    }
+                    if assignment {
+                        d.insert(
+                            "assignment".into(),
+                            json!({"id": "x", "target": {"displayName": format!("Ada {ESCAPE}"), "email": "ada@contoso.com"}}),
+                        );
+                    }
+                    Value::Object(d)
+                })
+        }
+
+        /// An Entitlement Management body: a callout (object or string) or the explicit
+        /// fields, with `state`, `detail`, `source`, and sometimes a Lifecycle Workflows member.
+        fn em_body() -> impl Strategy<Value = Value> {
+            let target = prop_oneof![
+                3 => em_data().prop_map(|d| json!({"callout": {"source": "EntitlementManagement", "data": d}})),
+                1 => em_data().prop_map(|d| json!({"callout": json!({"data": d}).to_string()})),
+                2 => (
+                    prop_oneof![3 => mostly(json!(A)).prop_map(|a| ("assignmentRequestId", a)), 1 => mostly(json!(em_path())).prop_map(|p| ("callbackUriPath", p))],
+                    proptest::option::weighted(0.9, mostly(json!(S))),
+                    proptest::option::weighted(0.9, stage()),
+                )
+                    .prop_map(|((name, request), instance, stage)| {
+                        let mut b = serde_json::Map::new();
+                        b.insert(name.into(), request);
+                        for (k, v) in [("customExtensionStageInstanceId", instance), ("stage", stage)] {
+                            if let Some(v) = v {
+                                b.insert(k.into(), v);
+                            }
+                        }
+                        Value::Object(b)
+                    }),
+            ];
+            (
+                target,
+                proptest::option::weighted(
+                    0.2,
+                    prop_oneof![Just(json!("denied")), Just(json!("Canceled"))]
+                        .prop_flat_map(mostly),
+                ),
+                proptest::option::weighted(0.3, mostly(json!("SoD conflict"))),
+                proptest::option::weighted(0.3, mostly(json!("a Logic App"))),
+                proptest::option::weighted(0.1, mostly(json!("completed"))),
+            )
+                .prop_map(|(target, state, detail, source, status)| {
+                    let mut b = target;
+                    for (k, v) in [
+                        ("state", state),
+                        ("detail", detail),
+                        ("source", source),
+                        ("operationStatus", status),
+                    ] {
+                        if let Some(v) = v {
+                            b[k] = v;
+                        }
+                    }
+                    b
+                })
+        }
+
         fn body() -> impl Strategy<Value = Value> {
+            prop_oneof![3 => lw_body().boxed(), 1 => em_body().boxed()]
+        }
+
+        fn lw_body() -> impl Strategy<Value = Value> {
             let status =
                 prop_oneof![Just(json!("completed")), Just(json!("Failed"))].prop_flat_map(mostly);
             let reasons = prop_oneof![
@@ -1390,6 +1543,7 @@ mod tests {
             use proptest::test_runner::{Config, TestRunner};
             let cases = 4000;
             let taken = std::cell::Cell::new(0u32);
+            let access_packages = std::cell::Cell::new(0u32);
             let mut runner = TestRunner::new(Config::with_cases(cases));
             runner
                 .run(&(body(), escape()), |(body, escape)| {
@@ -1400,6 +1554,12 @@ mod tests {
                         }
                         prop_assert_eq!(fast, ResumeRequest::parse_any(&bytes));
                     }
+                    // The dispatch of both kinds: its fast step changes no answer.
+                    let either = Resume::parse(&bytes);
+                    if matches!(either, Ok(Resume::AccessPackage(_))) {
+                        access_packages.set(access_packages.get() + 1);
+                    }
+                    prop_assert_eq!(either, Resume::parse_complete(&bytes));
                     Ok(())
                 })
                 .unwrap();
@@ -1408,6 +1568,103 @@ mod tests {
                 "fast path taken {} times",
                 taken.get()
             );
+            assert!(
+                access_packages.get() > cases / 40,
+                "access-package resumes accepted {} times",
+                access_packages.get()
+            );
         }
+    }
+
+    #[test]
+    fn the_complete_parser_keeps_reasons_source_and_type_within_their_limits() {
+        // Escaped quotes send these bodies to the complete parser.
+        let reasons: Vec<String> = (0..MAX_REASONS)
+            .map(|i| format!("step {i} said \"no\""))
+            .collect();
+        let body = |reasons: &[String]| {
+            json!({"operationStatus": "failed", "callbackUriPath": path(),
+            "statusReasons": reasons, "source": "hr \"sync\"", "type": "lifecycleEvent"})
+        };
+        let r = parse(body(&reasons)).unwrap();
+        assert_eq!(r.status_reasons, reasons);
+        assert_eq!(r.source.as_deref(), Some("hr \"sync\""));
+        let mut one_more = reasons.clone();
+        one_more.push("and \"this\"".into());
+        assert_eq!(field_of(body(&one_more)), "statusReasons");
+    }
+
+    #[test]
+    fn a_source_needs_text_and_at_most_256_characters() {
+        let with_source = |s: &str| json!({"operationStatus": "completed", "callbackUriPath": path(), "source": s});
+        for bad in ["   ".to_owned(), "é".repeat(MAX_SOURCE_CHARS + 1)] {
+            assert_eq!(field_of(with_source(&bad)), "source", "{bad}");
+        }
+        let longest = "é".repeat(MAX_SOURCE_CHARS);
+        assert_eq!(parse(with_source(&longest)).unwrap().source, Some(longest));
+    }
+
+    #[test]
+    fn refusals_name_the_json_type_that_was_sent() {
+        let p = path();
+        let cases = [
+            (
+                json!({"operationStatus": 1, "callbackUriPath": p}),
+                "not a number",
+            ),
+            (
+                json!({"operationStatus": true, "callbackUriPath": p}),
+                "not a boolean",
+            ),
+            (
+                json!({"operationStatus": [], "callbackUriPath": p}),
+                "not an array",
+            ),
+            (
+                json!({"operationStatus": {}, "callbackUriPath": p}),
+                "not an object",
+            ),
+            (
+                json!({"operationStatus": "failed", "callbackUriPath": p, "statusReasons": "x"}),
+                "not a string",
+            ),
+            (
+                json!({"operationStatus": "failed", "callbackUriPath": p, "statusReasons": [null]}),
+                "not null",
+            ),
+        ];
+        for (body, words) in cases {
+            let e = parse(body.clone()).unwrap_err().to_string();
+            assert!(e.ends_with(words), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_callout_without_a_path_may_spell_the_result_both_ways_if_they_agree() {
+        let with_results = |lower: &str| {
+            let mut c = callout();
+            let data = c["data"].as_object_mut().unwrap();
+            data.remove("callbackUriPath");
+            data.insert("taskProcessingresult".into(), json!({"id": lower}));
+            json!({"operationStatus": "completed", "callout": c})
+        };
+        let r = parse(with_results(&R.to_uppercase())).unwrap();
+        assert_eq!(r.target.path, path());
+        assert_eq!(
+            field_of(with_results(W)),
+            "callout.data.taskProcessingresult.id"
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_explained_without_serde_positions() {
+        let Err(RequestError::Malformed(why)) = ResumeRequest::parse(b"{\"operationStatus\":")
+        else {
+            panic!("not malformed")
+        };
+        assert!(
+            why.starts_with("EOF while parsing") && !why.contains("line"),
+            "{why}"
+        );
     }
 }

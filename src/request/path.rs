@@ -488,6 +488,52 @@ mod tests {
         let e = ResumeTarget::parse(&format!("/BETA{}", base())).unwrap_err();
         assert!(e.0.contains("/BETA;"), "{e}");
     }
+
+    #[test]
+    fn only_paths_over_the_length_limit_are_refused_for_their_length() {
+        let good = format!("{}/tasks/{T}/taskProcessingResults/{R}/resume", base());
+        let padded = |len: usize| format!("{good}/{}", "a".repeat(len - good.len() - 1));
+        let e = ResumeTarget::parse(&padded(MAX_PATH_LEN + 1)).unwrap_err();
+        assert!(e.0.starts_with("is 1025 bytes long; "), "{e}");
+        let e = ResumeTarget::parse(&"/".repeat(2000)).unwrap_err();
+        assert!(e.0.starts_with("is 2000 bytes long; "), "{e}");
+        // At the limit the grammar decides (and names what follows the action).
+        let e = ResumeTarget::parse(&padded(MAX_PATH_LEN)).unwrap_err();
+        assert!(e.0.starts_with("continues after the resume action"), "{e}");
+    }
+
+    #[test]
+    fn urls_hosts_and_dot_segments_are_refused_for_what_they_are() {
+        let good = format!("{}/tasks/{T}/taskProcessingResults/{R}/resume", base());
+        for not_relative in [
+            format!("//evil.example.com{good}"),
+            format!("https://graph.microsoft.com/beta{good}"),
+        ] {
+            let e = ResumeTarget::parse(&not_relative).unwrap_err();
+            assert!(e.0.starts_with("must be a path relative to Graph"), "{e}");
+        }
+        for dots in ["/../", "/./"] {
+            let e = ResumeTarget::parse(&good.replace("/tasks/", &format!("/tasks{dots}")))
+                .unwrap_err();
+            assert_eq!(e.0, "contains a '.' or '..' segment");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_canonical_path_read_so_far() {
+        let e = ResumeTarget::parse("/identityGovernance/lifecycleWorkflows/users/x").unwrap_err();
+        assert!(
+            e.0.starts_with(
+                "has \"users\" after \"/identityGovernance/lifecycleWorkflows\" where workflows belongs"
+            ),
+            "{e}"
+        );
+        let e = ResumeTarget::parse("/users/x").unwrap_err();
+        assert!(
+            e.0.starts_with("has \"users\" after the start where identityGovernance belongs"),
+            "{e}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -29,9 +29,18 @@ impl Resume {
     /// fields are not Lifecycle Workflows'), so that path costs nothing more; a body it reads
     /// but cannot validate is left to the complete parsers, which explain.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        if let Some(Ok(task)) = fast::read(body).map(Fields::validate) {
+        if let Some(Ok(task)) = fast::read(body)
+            .filter(|f| !f.claims_access_package())
+            .map(Fields::validate)
+        {
             return Ok(Self::Task(task));
         }
+        Self::parse_complete(body)
+    }
+
+    /// The complete readings alone: the one the fast reading must agree with (the property
+    /// test `fast_path_agrees` generates bodies of both kinds against it).
+    pub(super) fn parse_complete(body: &[u8]) -> Result<Self, RequestError> {
         match access_package::parse(body) {
             Some(request) => request.map(Self::AccessPackage),
             None => ResumeRequest::parse_any(body).map(Self::Task),
@@ -182,6 +191,17 @@ mod tests {
                 "{body}"
             );
         }
+        // A callout typed as an access-package one but carrying a Lifecycle Workflows path is
+        // mangled: the fast reading could take it as a task, the dispatch leaves it to the
+        // complete readers, which refuse it (found by the `fast_path_agrees` property).
+        let sample: serde_json::Value = serde_json::from_slice(sample).unwrap();
+        let mut typed = sample.clone();
+        typed["callout"]["data"]["@odata.type"] =
+            json!("#microsoft.graph.accessPackageAssignmentRequestCalloutData");
+        let bytes = typed.to_string().into_bytes();
+        let e = Resume::parse(&bytes).unwrap_err();
+        assert_eq!(Err(e.clone()), Resume::parse_complete(&bytes));
+        assert_eq!(e.field_name(), Some("operationStatus"));
         // Lifecycle Workflows refusals are unchanged.
         let e = Resume::parse(br#"{"operationStatus":"done"}"#).unwrap_err();
         assert_eq!(e.field_name(), Some("operationStatus"));

@@ -637,4 +637,49 @@ mod tests {
         assert_eq!(d.running(), 0);
         assert_eq!(d.remembered(), 1);
     }
+
+    #[test]
+    fn a_success_is_forgotten_when_its_window_ends_not_before() {
+        let window = Duration::from_secs(600);
+        let key = Key(target(&guid(13)).result_path().into());
+        let at = Instant::now();
+        let mut entries = Entries::default();
+        entries.map.insert(
+            key.clone(),
+            Entry::Done(Remembered {
+                status: OperationStatus::Completed.as_str(),
+                graph_status: Some(204),
+                graph_request_id: None,
+                client_request_id: "c".into(),
+                at,
+            }),
+        );
+        entries.done.push_back((key, at));
+        entries.forget_old(at + window - Duration::from_nanos(1), window, 10);
+        assert_eq!((entries.map.len(), entries.done.len()), (1, 1));
+        entries.forget_old(at + window, window, 10);
+        assert_eq!((entries.map.len(), entries.done.len()), (0, 0));
+    }
+
+    #[test]
+    fn keys_hash_by_the_result_guid_alone() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let hash = |t: &ResumeTarget| hasher.hash_one(Key(t.result_path().into()));
+        let one = target(&guid(14));
+        let same_result_elsewhere = ResumeTarget::from_ids(guid(98), guid(97), guid(14));
+        // Equal last 36 bytes hash alike (and are told apart by comparison)...
+        assert_eq!(hash(&one), hash(&same_result_elsewhere));
+        assert!(Key(one.result_path().into()) != Key(same_result_elsewhere.result_path().into()));
+        // ...and different results spread over the map instead of sharing one bucket.
+        let distinct: std::collections::HashSet<u64> =
+            (0..64).map(|n| hash(&target(&guid(n)))).collect();
+        assert_eq!(distinct.len(), 64);
+    }
+
+    #[test]
+    fn its_debug_form_shows_how_many_resumes_run() {
+        let d = Deduplicator::default();
+        assert_eq!(format!("{d:?}"), "Deduplicator { running: 0, .. }");
+    }
 }
