@@ -1563,8 +1563,10 @@ mod tests {
                     Ok(())
                 })
                 .unwrap();
+            // About 5 % of the bodies take the fast path (a quarter are access-package bodies,
+            // which it never takes); the seed is random, so the bound leaves room below that.
             assert!(
-                taken.get() > cases / 20,
+                taken.get() > cases / 40,
                 "fast path taken {} times",
                 taken.get()
             );
