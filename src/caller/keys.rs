@@ -494,6 +494,72 @@ mod tests {
         assert_eq!(jwks_calls(&server).await, 1);
     }
 
+    /// The background refresh waits for `refresh_at` (not the floor), and after a failed
+    /// refresh retries at the floor's pace rather than at once, again and again.
+    #[tokio::test]
+    async fn background_refreshes_keep_their_schedule_and_failures_wait_the_floor() {
+        install_crypto();
+        let server = MockServer::start().await;
+        serve(&server, &["a"]).await;
+        let timing = KeyTiming {
+            refresh_after: Duration::from_millis(1500),
+            min_refresh: Duration::from_millis(200),
+            ..timing(3_600_000)
+        };
+        let cache = Arc::new(KeyCache::new(&server.uri(), TENANT, timing));
+        cache.start();
+        assert!(cache.key("a").await.is_ok());
+        server.reset().await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            0,
+            "refreshed before refresh_at"
+        );
+        // From now on every fetch fails (nothing is mounted): retries come at the floor's pace.
+        tokio::time::sleep(Duration::from_millis(2300)).await;
+        let attempts = server.received_requests().await.unwrap().len();
+        assert!(
+            (1..=12).contains(&attempts),
+            "{attempts} discovery requests in 2.3 s after refresh_at with a 200 ms floor"
+        );
+        assert!(cache.key("a").await.is_ok(), "the last good keys are kept");
+    }
+
+    #[tokio::test]
+    async fn key_documents_are_read_up_to_256_kib() {
+        install_crypto();
+        let server = MockServer::start().await;
+        let cache = KeyCache::new(&server.uri(), TENANT, timing(1));
+        for (padding, read) in [(200 * 1024, true), (300 * 1024, false)] {
+            server.reset().await;
+            Mock::given(method("GET"))
+                .and(path(format!(
+                    "/{TENANT}/v2.0/.well-known/openid-configuration"
+                )))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                    "jwks_uri": format!("{}/{TENANT}/discovery/v2.0/keys", server.uri()),
+                    "padding": "x".repeat(padding),
+                })))
+                .mount(&server)
+                .await;
+            Mock::given(method("GET"))
+                .and(path(format!("/{TENANT}/discovery/v2.0/keys")))
+                .respond_with(ResponseTemplate::new(200).set_body_json(
+                    json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "a", "n": N, "e": E}]}),
+                ))
+                .mount(&server)
+                .await;
+            match cache.fetch().await {
+                Ok((keys, _)) => assert!(read && keys.contains_key("a"), "{padding}"),
+                Err(e) => assert!(
+                    !read && e.0.contains("larger than 262144 bytes"),
+                    "{padding}: {e}"
+                ),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_failed_refresh_keeps_the_last_good_keys() {
         install_crypto();
@@ -564,6 +630,27 @@ mod tests {
         let cache = KeyCache::new(&server.uri(), TENANT, timing(1));
         let e = cache.fetch().await.err().unwrap();
         assert!(e.0.contains("is not on"), "{e}");
+        // Each part must match on its own: another host on the authority's port, or the
+        // authority's host on another port, is just as foreign.
+        let port = server.address().port();
+        for foreign in [
+            format!("http://127.0.0.2:{port}/keys"),
+            format!("http://127.0.0.1:{}/keys", port.wrapping_add(1).max(1)),
+            format!("https://127.0.0.1:{port}/keys"),
+        ] {
+            server.reset().await;
+            Mock::given(method("GET"))
+                .and(path(format!(
+                    "/{TENANT}/v2.0/.well-known/openid-configuration"
+                )))
+                .respond_with(
+                    ResponseTemplate::new(200).set_body_json(json!({"jwks_uri": foreign})),
+                )
+                .mount(&server)
+                .await;
+            let e = cache.fetch().await.err().unwrap();
+            assert!(e.0.contains("is not on"), "{foreign}: {e}");
+        }
 
         let only_unusable = [
             json!({"kty": "EC", "kid": "ec", "crv": "P-256", "x": "a", "y": "b"}),
