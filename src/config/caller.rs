@@ -2,7 +2,7 @@
 //! authenticated caller may resume (`CALLER_SCOPE`). Read once with the other settings; the
 //! `caller` module enforces them.
 
-use crate::config::{ConfigError, GraphCloud, parse_endpoint};
+use crate::config::{ConfigError, GraphCloud, guid_setting, parse_endpoint};
 use crate::request::ids::Guid;
 
 /// How callers are authenticated (`CALLER_AUTH`).
@@ -74,13 +74,11 @@ impl EntraCallers {
         let needed = "required when CALLER_AUTH=entra";
         let tenant = get("CALLER_TENANT_ID")
             .ok_or_else(|| ConfigError::missing("CALLER_TENANT_ID", needed))?;
-        let tenant_id = Guid::parse(&tenant).map(String::from).ok_or_else(|| {
-            ConfigError::new(
-                "CALLER_TENANT_ID",
-                &tenant,
-                "the directory (tenant) id of the callers, a GUID",
-            )
-        })?;
+        let tenant_id = guid_setting(
+            "CALLER_TENANT_ID",
+            &tenant,
+            "the directory (tenant) id of the callers, a GUID",
+        )?;
 
         let raw = get("CALLER_AUDIENCES")
             .ok_or_else(|| ConfigError::missing("CALLER_AUDIENCES", needed))?;

@@ -302,13 +302,11 @@ impl Config {
 
         let managed_identity_client_id = get("AZURE_CLIENT_ID")
             .map(|v| {
-                Guid::parse(&v).map(String::from).ok_or_else(|| {
-                    ConfigError::new(
-                        "AZURE_CLIENT_ID",
-                        &v,
-                        "the client id (a GUID) of a user-assigned managed identity, or unset for the system-assigned one",
-                    )
-                })
+                guid_setting(
+                    "AZURE_CLIENT_ID",
+                    &v,
+                    "the client id (a GUID) of a user-assigned managed identity, or unset for the system-assigned one",
+                )
             })
             .transpose()?;
 
@@ -327,13 +325,11 @@ impl Config {
                 };
                 let tenant_id = get("AZURE_TENANT_ID")
                     .ok_or_else(|| ConfigError::missing("AZURE_TENANT_ID", needed))?;
-                let tenant_id = Guid::parse(&tenant_id).map(String::from).ok_or_else(|| {
-                    ConfigError::new(
-                        "AZURE_TENANT_ID",
-                        &tenant_id,
-                        "the directory (tenant) id, a GUID",
-                    )
-                })?;
+                let tenant_id = guid_setting(
+                    "AZURE_TENANT_ID",
+                    &tenant_id,
+                    "the directory (tenant) id, a GUID",
+                )?;
                 let client_id = managed_identity_client_id
                     .clone()
                     .ok_or_else(|| ConfigError::missing("AZURE_CLIENT_ID", needed))?;
@@ -446,13 +442,11 @@ impl OperatorSignIn {
     ) -> Result<Self, ConfigError> {
         let client_id = match get("RESUME_OPERATOR_CLIENT_ID") {
             None => DEFAULT_OPERATOR_CLIENT_ID.to_owned(),
-            Some(v) => Guid::parse(&v).map(String::from).ok_or_else(|| {
-                ConfigError::new(
-                    "RESUME_OPERATOR_CLIENT_ID",
-                    &v,
-                    "the application (client) id, a GUID, of a public client app registration",
-                )
-            })?,
+            Some(v) => guid_setting(
+                "RESUME_OPERATOR_CLIENT_ID",
+                &v,
+                "the application (client) id, a GUID, of a public client app registration",
+            )?,
         };
         // A tenant id or one of its domain names, as Entra ID takes either in the path.
         let tenant = match get("AZURE_TENANT_ID") {
@@ -481,6 +475,13 @@ impl OperatorSignIn {
             authority,
         })
     }
+}
+
+/// A setting that must be a GUID, in Graph's spelling; otherwise refused naming it.
+fn guid_setting(setting: &'static str, value: &str, allowed: &str) -> Result<String, ConfigError> {
+    Guid::parse(value)
+        .map(String::from)
+        .ok_or_else(|| ConfigError::new(setting, value, allowed))
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
